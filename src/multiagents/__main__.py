@@ -1,0 +1,3 @@
+from multiagents.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Compatibility namespace: ``multiagents.core.exceptions`` as the seed imports it."""

@@ -1,0 +1,287 @@
+"""The orchestrator shell around the pure machine: inbox, group commit, dispatch, timers.
+
+One task owns every instance this engine drives. It takes whatever events have arrived (results,
+due timers, API calls), runs ``decide`` for each, writes all the resulting transitions to the store
+in one transaction, and only then sends the commands and wakes waiters. Batching the commit is what
+lets one SQLite file carry thousands of steps a second; each transition is still all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from multiagents.bus import Bus
+from multiagents.clock import Clock
+from multiagents.errors import DefinitionMismatch, MultiAgentsError, WorkflowNotFound
+from multiagents.machine import Dispatch, Event, Finish, Resume, Start, Tick, decide
+from multiagents.messages import Command
+from multiagents.state import WorkflowInstance
+from multiagents.store import Store, Transition
+from multiagents.workflow import WorkflowDefinition
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("multiagents.engine")
+
+MAX_BATCH = 1024
+
+
+@dataclass(slots=True)
+class _Call:
+    transaction_id: str
+    event: Event
+    reply: asyncio.Future[WorkflowInstance] | None = None
+    new: WorkflowInstance | None = None  # for Start: the instance to create
+
+
+class Engine:
+    def __init__(
+        self,
+        definitions: Mapping[str, WorkflowDefinition],
+        store: Store,
+        bus: Bus,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self.definitions = dict(definitions)
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.rng = rng
+        self.live: dict[str, WorkflowInstance] = {}  # every unfinished instance this engine owns
+        self.blocked: dict[str, str] = {}  # unfinished instances it cannot drive, and why
+        self._inbox: asyncio.Queue[list[_Call]] = asyncio.Queue()
+        self._waiters: dict[str, list[asyncio.Future[WorkflowInstance]]] = {}
+        self._timers: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+        self._timer_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Adopt every unfinished instance in the store and start driving them; returns how many."""
+        resumed = 0
+        calls = []
+        for inst in await self.store.unfinished():
+            defn = self.definitions.get(inst.workflow_id)
+            if defn is None:
+                self.blocked[inst.transaction_id] = (
+                    f"no workflow named {inst.workflow_id!r} is registered with this Runtime"
+                )
+            elif defn.fingerprint != inst.fingerprint:
+                self.blocked[inst.transaction_id] = str(
+                    DefinitionMismatch(
+                        f"workflow {inst.transaction_id} was started under another definition of "
+                        f"{inst.workflow_id!r} (fingerprint {inst.fingerprint}, now "
+                        f"{defn.fingerprint}); run it with the definition it started with",
+                        inst.transaction_id,
+                    )
+                )
+            else:
+                self.live[inst.transaction_id] = inst
+                calls += [_Call(inst.transaction_id, Resume()), _Call(inst.transaction_id, Tick())]
+                resumed += 1
+        for tid, why in self.blocked.items():
+            log.error("workflow %s is not resumed: %s", tid, why)
+        self._tasks = [
+            asyncio.create_task(self._run(), name="multiagents-engine"),
+            asyncio.create_task(self._pump_results(), name="multiagents-results"),
+            asyncio.create_task(self._fire_timers(), name="multiagents-timers"),
+        ]
+        if calls:
+            self._inbox.put_nowait(calls)
+        return resumed
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for futures in self._waiters.values():
+            for f in futures:
+                if not f.done():
+                    f.cancel()
+        self._waiters.clear()
+
+    # ---- API ------------------------------------------------------------------------------------
+
+    async def call(
+        self, transaction_id: str, event: Event, new: WorkflowInstance | None = None
+    ) -> WorkflowInstance:
+        """Run ``event`` through the loop; returns the instance once the transition is stored."""
+        if new is None and transaction_id not in self.live:
+            inst = await self.store.load(transaction_id)
+            if inst is None:
+                raise WorkflowNotFound(f"no workflow with transaction id {transaction_id!r}", transaction_id)
+            if transaction_id in self.blocked or not self._tasks:
+                raise MultiAgentsError(self.blocked.get(transaction_id, "the runtime is not running"))
+            if inst.is_terminal:
+                # Finished instances are not cached; let the machine see them all the same.
+                self.live.setdefault(transaction_id, inst)
+        fut: asyncio.Future[WorkflowInstance] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait([_Call(transaction_id, event, fut, new)])
+        return await fut
+
+    async def instance(self, transaction_id: str) -> WorkflowInstance:
+        inst = self.live.get(transaction_id) or await self.store.load(transaction_id)
+        if inst is None:
+            raise WorkflowNotFound(f"no workflow with transaction id {transaction_id!r}", transaction_id)
+        return inst
+
+    async def wait(self, transaction_id: str) -> WorkflowInstance:
+        inst = self.live.get(transaction_id)
+        if inst is None:
+            inst = await self.instance(transaction_id)
+            if inst.is_terminal or transaction_id not in self.live:
+                if not inst.is_terminal and transaction_id in self.blocked:
+                    raise MultiAgentsError(self.blocked[transaction_id])
+                if inst.is_terminal:
+                    return inst
+        elif inst.is_terminal:
+            return inst
+        fut: asyncio.Future[WorkflowInstance] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(transaction_id, []).append(fut)
+        return await fut
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    async def _pump_results(self) -> None:
+        async for batch in self.bus.receive_results():
+            self._inbox.put_nowait([_Call(r.transaction_id, r) for r in batch])
+
+    async def _run(self) -> None:
+        while True:
+            calls = await self._inbox.get()
+            while len(calls) < MAX_BATCH and not self._inbox.empty():
+                calls.extend(self._inbox.get_nowait())
+            try:
+                await self._process(calls)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # supervisor: report to callers, keep the loop alive
+                log.exception("engine batch of %d events failed", len(calls))
+                for c in calls:
+                    if c.reply is not None and not c.reply.done():
+                        c.reply.set_exception(exc)
+
+    async def _process(self, calls: list[_Call]) -> None:
+        now = self.clock.now()
+        before: dict[str, WorkflowInstance | None] = {}
+        changed: dict[str, WorkflowInstance] = {}
+        commands: dict[str, list[Command]] = {}
+        finished: list[str] = []
+        replies: list[tuple[asyncio.Future[WorkflowInstance], str]] = []
+        for c in calls:
+            tid = c.transaction_id
+            inst = c.new if c.new is not None and tid not in self.live else self.live.get(tid)
+            if inst is None:
+                continue  # a result for an instance this engine does not own (finished or blocked)
+            defn = self.definitions[inst.workflow_id]
+            if tid not in before:
+                before[tid] = None if c.new is not None else inst
+            new, effects = decide(inst, c.event, defn, now, self.rng)
+            if new is not inst:
+                self.live[tid] = changed[tid] = new
+            for e in effects:
+                if isinstance(e, Dispatch):
+                    commands.setdefault(tid, []).append(e.command)
+                elif isinstance(e, Finish):
+                    finished.append(tid)
+            if c.reply is not None:
+                replies.append((c.reply, tid))
+        if changed:
+            transitions = [
+                Transition(
+                    inst,
+                    0 if before[tid] is None else before[tid].version,  # type: ignore[union-attr]
+                    tuple(commands.get(tid, ())),
+                )
+                for tid, inst in changed.items()
+            ]
+            try:
+                await self.store.commit(transitions)
+            except BaseException:
+                # Nothing was stored: forget what was decided. Results are lost, but every attempt
+                # they belonged to still has its lease, so it is retried, not stranded.
+                for tid, old in before.items():
+                    if old is None:
+                        self.live.pop(tid, None)
+                    else:
+                        self.live[tid] = old
+                raise
+        sends = [cmd for cmds in commands.values() for cmd in cmds]
+        if sends:
+            await self.bus.send_commands(sends)
+        for tid, inst in changed.items():
+            self._schedule(tid, inst.wake_at)
+        for fut, tid in replies:
+            if not fut.done():
+                fut.set_result(self.live[tid])
+        for tid in finished:
+            inst = self.live.pop(tid)
+            self._scheduled.pop(tid, None)
+            for fut in self._waiters.pop(tid, ()):
+                if not fut.done():
+                    fut.set_result(inst)
+        # Finished instances looked at through call() were cached only for the call.
+        for tid in before:
+            inst_now = self.live.get(tid)
+            if inst_now is not None and inst_now.is_terminal:
+                self.live.pop(tid, None)
+
+    # ---- timers ---------------------------------------------------------------------------------
+
+    def _schedule(self, tid: str, wake_at: float | None) -> None:
+        if wake_at is None:
+            self._scheduled.pop(tid, None)
+            return
+        if self._scheduled.get(tid) == wake_at:
+            return
+        earliest = self._timers[0][0] if self._timers else None
+        self._scheduled[tid] = wake_at
+        heapq.heappush(self._timers, (wake_at, tid))
+        if len(self._timers) > 2 * len(self._scheduled) + 1024:
+            # Drop stale entries so the heap stays proportional to the live instances.
+            self._timers = [(w, t) for t, w in self._scheduled.items()]
+            heapq.heapify(self._timers)
+        if earliest is None or wake_at < earliest:
+            self._timer_changed.set()
+
+    async def _fire_timers(self) -> None:
+        while True:
+            now = self.clock.now()
+            due: list[_Call] = []
+            while self._timers and self._timers[0][0] <= now:
+                wake_at, tid = heapq.heappop(self._timers)
+                if self._scheduled.get(tid) == wake_at:
+                    due.append(_Call(tid, Tick()))
+            if due:
+                self._inbox.put_nowait(due)
+            self._timer_changed.clear()
+            delay = self._timers[0][0] - now if self._timers else None
+            waiter = asyncio.ensure_future(self._timer_changed.wait())
+            sleeper = asyncio.ensure_future(self.clock.sleep(delay)) if delay is not None else None
+            try:
+                await asyncio.wait(
+                    [f for f in (waiter, sleeper) if f is not None],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                waiter.cancel()
+                if sleeper is not None:
+                    sleeper.cancel()
+
+    def start_instance(self, inst: WorkflowInstance) -> asyncio.Future[WorkflowInstance]:
+        fut: asyncio.Future[WorkflowInstance] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait([_Call(inst.transaction_id, Start(), fut, inst)])
+        return fut
+
+    def describe_blocked(self) -> dict[str, Any]:
+        return dict(self.blocked)

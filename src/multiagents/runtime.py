@@ -1,0 +1,264 @@
+"""The Runtime: one object that runs workers and workflows on a bus and a store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from multiagents.bus import Bus, open_bus
+from multiagents.clock import Clock, SystemClock
+from multiagents.engine import Engine
+from multiagents.errors import (
+    DefinitionError,
+    MultiAgentsError,
+    UnknownWorkflow,
+    ValidationError,
+    WorkflowError,
+)
+from multiagents.machine import Cancel, RetryCompensations, new_instance
+from multiagents.messages import DEFAULT_MAX_PAYLOAD, check_json
+from multiagents.state import SagaState
+from multiagents.status import describe
+from multiagents.store import Store, open_store
+from multiagents.worker import Worker
+from multiagents.workers import WorkerPool
+from multiagents.workflow import WorkflowDefinition
+
+__all__ = ["Runtime"]
+
+DEFAULT_STORE = "sqlite:///multiagents.db"
+
+
+class Runtime:
+    """Runs ``workflows`` with ``workers`` on a bus and a store; use it as an async context manager.
+
+    ``bus`` and ``store`` take a URL or an instance. The default is the embedded setup: an in-memory
+    bus and a SQLite file, so workflows survive a restart of the process. On start, every unfinished
+    workflow in the store is resumed. ``clock`` and ``rng`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        workers: Iterable[Worker] = (),
+        workflows: Iterable[WorkflowDefinition] = (),
+        *,
+        bus: str | Bus = "memory://",
+        store: str | Store = DEFAULT_STORE,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.max_payload = max_payload
+        self.bus: Bus = open_bus(bus) if isinstance(bus, str) else bus
+        self.store: Store = open_store(store) if isinstance(store, str) else store
+        registered: dict[str, Worker] = {}
+        raw_workflows = list(workflows)
+        for wf in raw_workflows:
+            if not isinstance(wf, WorkflowDefinition):
+                raise DefinitionError(
+                    f"workflows takes built definitions (WorkflowBuilder(...).build()), got {wf!r}"
+                )
+        for w in [*workers, *(w for wf in raw_workflows for w in wf.worker_objects)]:
+            if not isinstance(w, Worker):
+                raise DefinitionError(f"{w!r} is not a worker; decorate it with @worker(name)")
+            if w.name in registered and registered[w.name].fn is not w.fn:
+                raise DefinitionError(f"two different functions are registered as worker {w.name!r}")
+            registered[w.name] = w
+        self.workers = registered
+        self.workflows: dict[str, WorkflowDefinition] = {}
+        for wf in raw_workflows:
+            if wf.id in self.workflows:
+                raise DefinitionError(f"two workflows have the id {wf.id!r}")
+            self.workflows[wf.id] = wf.bind(registered)
+        self._check_workers()
+        self._pool = WorkerPool(self.bus, self.clock, registered.values(), max_payload=max_payload)
+        self._engine = Engine(self.workflows, self.store, self.bus, self.clock, self.rng)
+        self._started = False
+        self.resumed = 0
+
+    def _check_workers(self) -> None:
+        missing = [
+            f"workflow {wf.id!r} step {step.name!r} needs worker {name!r}"
+            for wf in self.workflows.values()
+            for step in wf.steps.values()
+            for name in (step.worker_name, step.compensation_name)
+            if name is not None and name not in self.workers
+        ]
+        if missing:
+            raise DefinitionError(
+                "workers are missing; pass them in Runtime(workers=[...]):\n  - " + "\n  - ".join(missing)
+            )
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.store.open()
+        try:
+            await self.bus.open()
+            self.resumed = await self._engine.start()
+            self._pool.start()
+        except BaseException:
+            await self.store.close()
+            raise
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self._pool.stop()
+        await self._engine.stop()
+        await self.bus.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise MultiAgentsError("the Runtime is not running; use `async with Runtime(...) as rt:`")
+
+    # ---- workflows ------------------------------------------------------------------------------
+
+    def _prepare_input(self, definition: WorkflowDefinition, context: Any) -> dict[str, Any]:
+        if context is None:
+            context = {}
+        if not isinstance(context, Mapping):
+            raise ValidationError(
+                f"the context of workflow {definition.id!r} must be a dict, got {type(context).__name__}"
+            )
+        data = dict(context)
+        if definition.input_model is not None:
+            try:
+                model = definition.input_model.model_validate(data)
+            except PydanticValidationError as exc:
+                problems = [
+                    f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+                ]
+                raise ValidationError(
+                    f"input to workflow {definition.id!r} does not match {definition.input_model.__name__}",
+                    problems,
+                ) from None
+            data = {**data, **model.model_dump(mode="json")}
+        # A JSON round trip: the stored input shares nothing with the caller's objects.
+        parsed: dict[str, Any] = json.loads(
+            check_json(data, f"the context of workflow {definition.id!r}", self.max_payload)
+        )
+        return parsed
+
+    async def execute_workflow(
+        self,
+        workflow_id: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        transaction_id: str | None = None,
+    ) -> str:
+        """Start a workflow; returns its transaction id once the start is stored.
+
+        Input is validated first (the workflow's ``input_model``, plain JSON, size): a bad input
+        raises ``ValidationError`` listing every problem, and nothing is started. Passing a
+        ``transaction_id`` that already exists returns it without starting a second run.
+        """
+        self._require_started()
+        definition = self.workflows.get(workflow_id)
+        if definition is None:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise UnknownWorkflow(f"no workflow {workflow_id!r} is registered (registered: {known})")
+        data = self._prepare_input(definition, context)
+        tid = transaction_id or uuid.uuid4().hex
+        if transaction_id is not None and await self.store.load(tid) is not None:
+            return tid
+        inst = new_instance(definition, tid, data, self.clock.now())
+        await self._engine.start_instance(inst)
+        return tid
+
+    async def wait(self, transaction_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Wait until the workflow is in a terminal state; returns its status."""
+        self._require_started()
+        try:
+            inst = await asyncio.wait_for(self._engine.wait(transaction_id), timeout)
+        except TimeoutError:
+            status = await self.get_status(transaction_id)
+            raise TimeoutError(
+                f"workflow {transaction_id} is still {status['state']} after {timeout}s"
+            ) from None
+        return describe(inst, self.workflows[inst.workflow_id].order)
+
+    async def run(
+        self,
+        workflow_id: str,
+        context: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Start a workflow and wait for its end; returns its status."""
+        return await self.wait(await self.execute_workflow(workflow_id, context), timeout)
+
+    def _describe(self, inst: Any) -> dict[str, Any]:
+        defn = self.workflows.get(inst.workflow_id)
+        status = describe(inst, defn.order if defn else None)
+        blocked = self._engine.blocked.get(inst.transaction_id)
+        if blocked:
+            status["blocked"] = blocked
+        return status
+
+    async def get_status(self, transaction_id: str) -> dict[str, Any]:
+        return self._describe(await self._engine.instance(transaction_id))
+
+    async def list_workflows(
+        self, state: SagaState | str | None = None, limit: int = 100, workflow_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Status dicts, newest first."""
+        wanted = None if state is None else SagaState(state)
+        found = await self.store.list_instances(state=wanted, workflow_id=workflow_id, limit=limit)
+        return [self._describe(self._engine.live.get(i.transaction_id, i)) for i in found]
+
+    async def cancel_workflow(
+        self, transaction_id: str, reason: str = "cancelled by request"
+    ) -> dict[str, Any]:
+        """Stop a running workflow and compensate what completed; it ends ``cancelled``.
+
+        Cancelling a workflow that has already finished changes nothing; the returned status says so
+        in its ``message``.
+        """
+        self._require_started()
+        inst = await self._engine.instance(transaction_id)
+        if inst.is_terminal:
+            status = self._describe(inst)
+            status["message"] = f"workflow {transaction_id} already {inst.state.value}; nothing to cancel"
+            return status
+        inst = await self._engine.call(transaction_id, Cancel(reason))
+        status = self._describe(inst)
+        status["message"] = f"cancelling workflow {transaction_id}: compensating completed steps"
+        return status
+
+    async def retry_compensations(self, transaction_id: str) -> dict[str, Any]:
+        """Run the failed compensations of a ``compensation_failed`` workflow again."""
+        self._require_started()
+        inst = await self._engine.instance(transaction_id)
+        if inst.state is not SagaState.COMPENSATION_FAILED:
+            raise WorkflowError(
+                f"workflow {transaction_id} is {inst.state.value}; only compensation_failed "
+                "workflows have compensations to retry",
+                transaction_id,
+            )
+        return self._describe(await self._engine.call(transaction_id, RetryCompensations()))
