@@ -35,7 +35,9 @@ class SystemClock:
         await asyncio.sleep(max(seconds, 0.0))
 
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
-        return await asyncio.wait_for(aw, timeout)
+        # asyncio.timeout, unlike asyncio.wait_for on 3.11, does not wrap the awaitable in a task.
+        async with asyncio.timeout(timeout):
+            return await aw
 
 
 class FakeClock:

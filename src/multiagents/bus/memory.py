@@ -1,15 +1,16 @@
-"""The in-process bus: asyncio queues, with every message encoded as JSON as a real bus would.
+"""The in-process bus: asyncio queues; commands are encoded as JSON as a real bus would.
 
 Encoding keeps the embedded default honest: whatever runs here would cross Redis unchanged, and a
-worker can never share mutable objects with the orchestrator.
+worker can never share mutable objects with the orchestrator. Results are passed as they are: the
+worker has already checked the output as strict JSON and parsed it back into fresh objects.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Sequence
 
+from multiagents._json import dumps, loads
 from multiagents.messages import Command, Result
 
 __all__ = ["MemoryBus"]
@@ -20,7 +21,7 @@ _CLOSED = ""
 class MemoryBus:
     def __init__(self) -> None:
         self._commands: dict[str, asyncio.Queue[str]] = {}
-        self._results: asyncio.Queue[str] = asyncio.Queue()
+        self._results: asyncio.Queue[Result | None] = asyncio.Queue()
         self._closed = False
 
     def _queue(self, worker: str) -> asyncio.Queue[str]:
@@ -36,14 +37,14 @@ class MemoryBus:
         self._closed = True
         for q in self._commands.values():
             q.put_nowait(_CLOSED)
-        self._results.put_nowait(_CLOSED)
+        self._results.put_nowait(None)
 
     async def send_commands(self, commands: Sequence[Command]) -> None:
         for c in commands:
-            self._queue(c.worker).put_nowait(json.dumps(c.to_dict(), separators=(",", ":")))
+            self._queue(c.worker).put_nowait(dumps(c.to_dict()))
 
     async def send_result(self, result: Result) -> None:
-        self._results.put_nowait(json.dumps(result.to_dict(), separators=(",", ":")))
+        self._results.put_nowait(result)
 
     def pending(self, worker: str) -> int:
         """Commands waiting for ``worker`` (for tests and tools)."""
@@ -55,16 +56,16 @@ class MemoryBus:
             text = await q.get()
             if text == _CLOSED:
                 return
-            yield Command.from_dict(json.loads(text))
+            yield Command.from_dict(loads(text))
 
     async def receive_results(self) -> AsyncIterator[list[Result]]:
         q = self._results
         while True:
-            texts = [await q.get()]
+            items = [await q.get()]
             while not q.empty():
-                texts.append(q.get_nowait())
-            batch = [Result.from_dict(json.loads(t)) for t in texts if t != _CLOSED]
+                items.append(q.get_nowait())
+            batch = [r for r in items if r is not None]
             if batch:
                 yield batch
-            if _CLOSED in texts:
+            if len(batch) < len(items):
                 return

@@ -5,10 +5,10 @@ Dialects differ only in placeholders and a few types; each store module passes i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from multiagents._json import dumps, loads
 from multiagents.state import TERMINAL_STATES, SagaState, WorkflowInstance
 
 __all__ = ["Dialect", "instance_row", "row_instance", "update_args"]
@@ -104,7 +104,7 @@ def instance_row(inst: WorkflowInstance) -> tuple[Any, ...]:
         inst.created_at,
         inst.updated_at,
         inst.wake_at,
-        json.dumps(inst.to_dict(), separators=(",", ":")),
+        dumps(inst.to_dict()),
     )
 
 
@@ -115,4 +115,4 @@ def update_args(row: Sequence[Any], expected_version: int) -> tuple[Any, ...]:
 
 
 def row_instance(data: str | bytes) -> WorkflowInstance:
-    return WorkflowInstance.from_dict(json.loads(data))
+    return WorkflowInstance.from_dict(loads(data))
