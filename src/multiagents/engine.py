@@ -21,7 +21,7 @@ from multiagents.clock import Clock
 from multiagents.errors import DefinitionMismatch, MultiAgentsError, WorkflowNotFound
 from multiagents.machine import Dispatch, Event, Finish, Resume, Start, Tick, decide
 from multiagents.messages import Command
-from multiagents.state import WorkflowInstance
+from multiagents.state import SagaState, WorkflowInstance
 from multiagents.store import Store, Transition
 from multiagents.workflow import WorkflowDefinition
 
@@ -86,6 +86,8 @@ class Engine:
                 )
             else:
                 self.live[inst.transaction_id] = inst
+                # A retry that is not due yet changes nothing on Resume or Tick, so arm its timer here.
+                self._schedule(inst.transaction_id, inst.wake_at)
                 calls += [_Call(inst.transaction_id, Resume()), _Call(inst.transaction_id, Tick())]
                 resumed += 1
         for tid, why in self.blocked.items():
@@ -186,7 +188,13 @@ class Engine:
             defn = self.definitions[inst.workflow_id]
             if tid not in before:
                 before[tid] = None if c.new is not None else inst
-            new, effects = decide(inst, c.event, defn, now, self.rng)
+            try:
+                new, effects = decide(inst, c.event, defn, now, self.rng)
+            except Exception as exc:  # a bug must not strand the workflow, nor the rest of the batch
+                log.exception("deciding %s for workflow %s failed", type(c.event).__name__, tid)
+                new, effects = _needs_attention(inst, exc, now), [Finish(SagaState.COMPENSATION_FAILED)]
+                if c.reply is not None and not c.reply.done():
+                    c.reply.set_exception(exc)
             if new is not inst:
                 self.live[tid] = changed[tid] = new
             for e in effects:
@@ -285,3 +293,18 @@ class Engine:
 
     def describe_blocked(self) -> dict[str, Any]:
         return dict(self.blocked)
+
+
+def _needs_attention(inst: WorkflowInstance, exc: Exception, now: float) -> WorkflowInstance:
+    """Flag an instance the machine could not decide on, so a person sees it instead of it hanging."""
+    flagged = inst.clone()
+    flagged.state = SagaState.COMPENSATION_FAILED
+    flagged.error = {
+        "category": "internal",
+        "message": f"the engine could not decide this workflow's next step: {type(exc).__name__}: {exc}",
+        "step": None,
+        "previous_error": inst.error,
+    }
+    flagged.version = inst.version + 1
+    flagged.updated_at = now
+    return flagged

@@ -594,3 +594,29 @@ def test_old_dict_retry_policy_is_accepted():
     policy = wf.steps["a"].effective_policy()
     assert policy.max_attempts == 3
     assert policy.backoff_coefficient == 3.0
+
+
+async def test_engine_bug_flags_the_workflow_instead_of_stranding_it(make_runtime, clock, monkeypatch):
+    """If deciding on a result raises, the workflow ends compensation_failed with the reason, not hanging."""
+    import multiagents.engine as engine_mod
+    from multiagents.messages import Result
+
+    real = engine_mod.decide
+
+    def broken(inst, event, *args):
+        if isinstance(event, Result):
+            raise RuntimeError("simulated defect")
+        return real(inst, event, *args)
+
+    monkeypatch.setattr(engine_mod, "decide", broken)
+
+    @worker("one")
+    async def one(ctx):
+        return {}
+
+    wf = WorkflowBuilder("w").add_step("one", one).build()
+    async with make_runtime(workflows=[wf]) as rt:
+        status = await clock.run_until(rt.run("w", {}))
+    assert status["state"] == SagaState.COMPENSATION_FAILED
+    assert status["error"]["category"] == "internal"
+    assert "simulated defect" in status["error"]["message"]

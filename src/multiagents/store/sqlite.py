@@ -63,6 +63,7 @@ class SQLiteStore:
             raise StoreError(f"cannot open store {self.path}: the folder {directory} does not exist")
         if self.exclusive:
             self._take_lock()
+        db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
@@ -80,8 +81,13 @@ class SQLiteStore:
                 raise StoreError(
                     f"store {self.path} has schema {row[0]}, newer than this version understands"
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
+            # A refused file must not stay locked (nor open) by the store that refused it.
+            if db is not None:
+                db.close()
             self._release_lock()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         self._db = db
 
