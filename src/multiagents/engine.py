@@ -19,10 +19,11 @@ from typing import Any
 from multiagents.bus import Bus
 from multiagents.clock import Clock
 from multiagents.errors import DefinitionMismatch, MultiAgentsError, WorkflowNotFound
-from multiagents.machine import Dispatch, Event, Finish, Resume, Start, Tick, decide
+from multiagents.machine import Dispatch, Event, Finish, RecordError, Resume, Start, Tick, decide
 from multiagents.messages import Command
 from multiagents.state import SagaState, WorkflowInstance
 from multiagents.store import Store, Transition
+from multiagents.tracking import ErrorTracker
 from multiagents.workflow import WorkflowDefinition
 
 __all__ = ["Engine"]
@@ -30,6 +31,7 @@ __all__ = ["Engine"]
 log = logging.getLogger("multiagents.engine")
 
 MAX_BATCH = 1024
+PRUNE_EVERY = 1000  # error records written between two applications of the retention bounds
 
 
 @dataclass(slots=True)
@@ -62,6 +64,8 @@ class Engine:
         self._scheduled: dict[str, float] = {}
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.errors_since_prune = 0
+        self.tracker: ErrorTracker | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -165,6 +169,9 @@ class Engine:
                 calls.extend(self._inbox.get_nowait())
             try:
                 await self._process(calls)
+                if self.errors_since_prune >= PRUNE_EVERY and self.tracker is not None:
+                    self.errors_since_prune = 0
+                    await self.tracker.prune()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # supervisor: report to callers, keep the loop alive
@@ -178,6 +185,7 @@ class Engine:
         before: dict[str, WorkflowInstance | None] = {}
         changed: dict[str, WorkflowInstance] = {}
         commands: dict[str, list[Command]] = {}
+        errors: dict[str, list[dict[str, Any]]] = {}
         finished: list[str] = []
         replies: list[tuple[asyncio.Future[WorkflowInstance], str]] = []
         for c in calls:
@@ -202,6 +210,8 @@ class Engine:
                     commands.setdefault(tid, []).append(e.command)
                 elif isinstance(e, Finish):
                     finished.append(tid)
+                elif isinstance(e, RecordError):
+                    errors.setdefault(tid, []).append(e.record)
             if c.reply is not None:
                 replies.append((c.reply, tid))
         if changed:
@@ -210,6 +220,7 @@ class Engine:
                     inst,
                     0 if before[tid] is None else before[tid].version,  # type: ignore[union-attr]
                     tuple(commands.get(tid, ())),
+                    tuple(errors.get(tid, ())),
                 )
                 for tid, inst in changed.items()
             ]
@@ -224,6 +235,7 @@ class Engine:
                     else:
                         self.live[tid] = old
                 raise
+        self.errors_since_prune += sum(len(e) for e in errors.values())
         sends = [cmd for cmds in commands.values() for cmd in cmds]
         if sends:
             await self.bus.send_commands(sends)

@@ -179,6 +179,7 @@ class ErrorInfo:
     retry_after: float | None = None
     types: tuple[str, ...] = field(default=())
     traceback: str = ""
+    severity: str | None = None  # set by an exception's ``severity`` attribute; else the tracker decides
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +190,7 @@ class ErrorInfo:
             "retry_after": self.retry_after,
             "types": list(self.types),
             "traceback": self.traceback,
+            "severity": self.severity,
         }
 
     @classmethod
@@ -201,6 +203,7 @@ class ErrorInfo:
             retry_after=data.get("retry_after"),
             types=tuple(data.get("types", ())),
             traceback=data.get("traceback", ""),
+            severity=data.get("severity"),
         )
 
     def matches(self, names: frozenset[str]) -> bool:
@@ -259,4 +262,5 @@ def classify(exc: BaseException, *, with_traceback: bool = True) -> ErrorInfo:
         retry_after=retry_after,
         types=tuple(type_name(t) for t in type(exc).__mro__ if t not in (object, BaseException)),
         traceback=tb,
+        severity=severity if isinstance(severity := getattr(exc, "severity", None), str) else None,
     )

@@ -25,6 +25,7 @@ from multiagents.errors import ErrorCategory, ErrorInfo
 from multiagents.messages import Command, Kind, Result
 from multiagents.policy import compute_backoff
 from multiagents.state import Run, RunStatus, SagaState, StepRun, WorkflowInstance
+from multiagents.tracking import error_record
 from multiagents.workflow import Conditional, Parallel, Step, WorkflowDefinition
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Effect",
     "Event",
     "Finish",
+    "RecordError",
     "Resume",
     "RetryCompensations",
     "Start",
@@ -87,7 +89,14 @@ class Finish:
     state: SagaState
 
 
-Effect: TypeAlias = "Dispatch | Finish"
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """A failed attempt for the error tracker, stored in the same transaction as the transition."""
+
+    record: dict[str, Any]
+
+
+Effect: TypeAlias = "Dispatch | Finish | RecordError"
 
 
 def lease_grace(timeout: float) -> float:
@@ -173,6 +182,7 @@ class _Machine:
         self.rng = rng
         self.effects: list[Effect] = []
         self.changed = False
+        self.result_context: dict[str, Any] | None = None  # the failing attempt's input snapshot
 
     # ---- applying events ----------------------------------------------------------------------
 
@@ -192,6 +202,7 @@ class _Machine:
 
     def _on_result(self, r: Result) -> None:
         self.changed = True
+        self.result_context = r.context
         sr = self.inst.steps.get(r.step)
         run = None if sr is None else (sr.execution if r.kind is Kind.EXECUTE else sr.compensation)
         if run is None or run.status is not RunStatus.RUNNING or run.attempt_id != r.attempt_id:
@@ -450,14 +461,13 @@ class _Machine:
             try:
                 taken = node.evaluate(self._context())
             except Exception as exc:
-                self._begin_rollback(
-                    {
-                        "category": ErrorCategory.PERMANENT.value,
-                        "step": node.name,
-                        "message": f"condition of {node.name!r} raised {type(exc).__name__}: {exc}",
-                        "type": type(exc).__name__,
-                    }
+                error = ErrorInfo(
+                    ErrorCategory.PERMANENT,
+                    f"condition of {node.name!r} raised {type(exc).__name__}: {exc}",
+                    type(exc).__name__,
                 )
+                self._record({"step": node.name, "kind": "condition"}, error, self.now)
+                self._begin_rollback({**error.to_dict(), "step": node.name})
                 return None
             self.inst.decisions[node.name] = taken
             skipped = node.false_path if taken else node.true_path
@@ -630,4 +640,24 @@ class _Machine:
                 if next_attempt_at is not None:
                     updated["next_attempt_at"] = next_attempt_at
                 history[i] = updated
+                if error is not None:
+                    self._record(entry, error, finished)
                 return
+
+    def _record(self, entry: dict[str, Any], error: ErrorInfo, at: float) -> None:
+        self.effects.append(
+            RecordError(
+                error_record(
+                    transaction_id=self.inst.transaction_id,
+                    workflow_id=self.inst.workflow_id,
+                    step=entry.get("step"),
+                    worker=entry.get("worker"),
+                    kind=entry.get("kind", Kind.EXECUTE.value),
+                    attempt=entry.get("attempt") or 0,
+                    attempt_id=entry.get("attempt_id"),
+                    error=error,
+                    context=self.result_context,
+                    at=at,
+                )
+            )
+        )

@@ -129,6 +129,7 @@ class Result:
     error: ErrorInfo | None
     started_at: float
     finished_at: float
+    context: dict[str, Any] | None = None  # on failure: a redacted, size-capped snapshot of the input
 
     @property
     def ok(self) -> bool:
@@ -144,6 +145,7 @@ class Result:
             "error": self.error.to_dict() if self.error else None,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "context": self.context,
         }
 
     @classmethod
@@ -157,4 +159,5 @@ class Result:
             error=ErrorInfo.from_dict(d["error"]) if d.get("error") else None,
             started_at=d["started_at"],
             finished_at=d["finished_at"],
+            context=d.get("context"),
         )

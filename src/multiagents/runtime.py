@@ -7,6 +7,7 @@ import json
 import random
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -24,9 +25,11 @@ from multiagents.errors import (
 )
 from multiagents.machine import Cancel, RetryCompensations, new_instance
 from multiagents.messages import DEFAULT_MAX_PAYLOAD, check_json
+from multiagents.policy import seconds
 from multiagents.state import SagaState
 from multiagents.status import describe
 from multiagents.store import Store, open_store
+from multiagents.tracking import DEFAULT_MAX_ERRORS, DEFAULT_RETENTION, ErrorTracker
 from multiagents.worker import Worker
 from multiagents.workers import WorkerPool
 from multiagents.workflow import WorkflowDefinition
@@ -54,6 +57,8 @@ class Runtime:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        max_errors: int = DEFAULT_MAX_ERRORS,
+        error_retention: float | timedelta = DEFAULT_RETENTION,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -82,6 +87,14 @@ class Runtime:
         self._check_workers()
         self._pool = WorkerPool(self.bus, self.clock, registered.values(), max_payload=max_payload)
         self._engine = Engine(self.workflows, self.store, self.bus, self.clock, self.rng)
+        self.error_tracker = ErrorTracker(
+            self.store,
+            max_errors=max_errors,
+            retention=seconds(error_retention, "error_retention") or 0.0,
+            clock=self.clock,
+            attention=self._needs_attention,
+        )
+        self._engine.tracker = self.error_tracker
         self._started = False
         self.resumed = 0
 
@@ -202,7 +215,7 @@ class Runtime:
             raise TimeoutError(
                 f"workflow {transaction_id} is still {status['state']} after {timeout}s"
             ) from None
-        return describe(inst, self.workflows[inst.workflow_id].order)
+        return self._describe(inst)
 
     async def run(
         self,
@@ -215,11 +228,15 @@ class Runtime:
 
     def _describe(self, inst: Any) -> dict[str, Any]:
         defn = self.workflows.get(inst.workflow_id)
-        status = describe(inst, defn.order if defn else None)
+        # Another definition's step order would not match the instance's steps (see DefinitionMismatch).
+        status = describe(inst, defn.order if defn and defn.fingerprint == inst.fingerprint else None)
         blocked = self._engine.blocked.get(inst.transaction_id)
         if blocked:
             status["blocked"] = blocked
         return status
+
+    async def _needs_attention(self) -> list[dict[str, Any]]:
+        return await self.list_workflows(state=SagaState.COMPENSATION_FAILED, limit=1000)
 
     async def get_status(self, transaction_id: str) -> dict[str, Any]:
         return self._describe(await self._engine.instance(transaction_id))

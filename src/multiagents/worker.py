@@ -18,6 +18,7 @@ from multiagents.clock import Clock
 from multiagents.errors import DefinitionError, StepTimeoutError, ValidationError, classify
 from multiagents.messages import DEFAULT_MAX_PAYLOAD, Command, Kind, Result, check_json, loads
 from multiagents.policy import Duration, RetryPolicy, seconds
+from multiagents.tracking import redact
 
 __all__ = ["StepInfo", "Worker", "step_info", "worker"]
 
@@ -189,6 +190,7 @@ class Worker:
             error=error,
             started_at=started,
             finished_at=clock.now(),
+            context=None if error is None else redact(command.context),
         )
 
 

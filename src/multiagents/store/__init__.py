@@ -6,13 +6,14 @@ embedded default. Redis and PostgreSQL stores live in their own modules and need
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from multiagents.errors import DefinitionError
 from multiagents.messages import Command
 from multiagents.state import SagaState, WorkflowInstance
+from multiagents.tracking import ErrorFilter
 
 __all__ = ["Store", "Transition", "open_store"]
 
@@ -31,6 +32,7 @@ class Transition:
     instance: WorkflowInstance
     expected_version: int
     commands: tuple[Command, ...] = ()
+    errors: tuple[dict[str, Any], ...] = ()  # error-tracker records, written in the same transaction
 
 
 @runtime_checkable
@@ -53,6 +55,17 @@ class Store(Protocol):
 
     async def unfinished(self) -> list[WorkflowInstance]:
         """Every instance not in a terminal state, oldest first."""
+        ...
+
+    # The error log (multiagents.tracking.ErrorLog) lives beside the instances.
+    async def record_errors(self, records: Iterable[Mapping[str, Any]]) -> None: ...
+
+    async def query_errors(self, where: ErrorFilter) -> list[dict[str, Any]]:
+        """Matching records, newest first."""
+        ...
+
+    async def prune_errors(self, *, before: float | None, keep: int | None) -> int:
+        """Delete records older than ``before`` and beyond the newest ``keep``; returns how many."""
         ...
 
 

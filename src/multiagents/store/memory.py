@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from multiagents._json import dumps, loads
 from multiagents.errors import ConcurrencyConflict
 from multiagents.state import SagaState, WorkflowInstance
 from multiagents.store import Transition
+from multiagents.tracking import ErrorFilter
 
 __all__ = ["MemoryStore"]
 
@@ -15,6 +17,7 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     def __init__(self) -> None:
         self._rows: dict[str, tuple[int, str, str, float, str]] = {}
+        self._errors: dict[str, str] = {}  # id -> JSON, in insertion order
 
     async def open(self) -> None:
         return None
@@ -44,6 +47,9 @@ class MemoryStore:
                 dumps(inst.to_dict()),
             )
         self._rows.update(staged)
+        for t in transitions:
+            if t.errors:
+                self.record_sync(t.errors)
 
     async def load(self, transaction_id: str) -> WorkflowInstance | None:
         row = self._rows.get(transaction_id)
@@ -64,3 +70,30 @@ class MemoryStore:
         terminal = {s.value for s in SagaState if s.is_terminal}
         rows = sorted((r for r in self._rows.values() if r[1] not in terminal), key=lambda r: r[3])
         return [WorkflowInstance.from_dict(loads(r[4])) for r in rows]
+
+    # ---- error log (sync twins serve ErrorTracker's sync methods) --------------------------------
+
+    def record_sync(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for r in records:
+            self._errors.setdefault(r["id"], dumps(dict(r)))
+
+    def query_sync(self, where: ErrorFilter) -> list[dict[str, Any]]:
+        found = [rec for rec in map(loads, self._errors.values()) if where.matches(rec)]
+        found.sort(key=lambda rec: (-rec.get("recorded_at", 0.0), rec["id"]))
+        return found[: where.limit] if where.limit is not None else found
+
+    async def record_errors(self, records: Iterable[Mapping[str, Any]]) -> None:
+        self.record_sync(records)
+
+    async def query_errors(self, where: ErrorFilter) -> list[dict[str, Any]]:
+        return self.query_sync(where)
+
+    async def prune_errors(self, *, before: float | None, keep: int | None) -> int:
+        records = self.query_sync(ErrorFilter())
+        kept = [r for r in records if before is None or r.get("recorded_at", 0.0) >= before]
+        if keep is not None:
+            kept = kept[:keep]
+        ids = {r["id"] for r in kept}
+        removed = len(self._errors) - len(ids)
+        self._errors = {k: v for k, v in self._errors.items() if k in ids}
+        return removed

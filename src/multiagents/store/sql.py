@@ -5,13 +5,14 @@ Dialects differ only in placeholders and a few types; each store module passes i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from multiagents._json import dumps, loads
 from multiagents.state import TERMINAL_STATES, SagaState, WorkflowInstance
+from multiagents.tracking import ErrorFilter
 
-__all__ = ["Dialect", "instance_row", "row_instance", "update_args"]
+__all__ = ["Dialect", "error_row", "instance_row", "row_instance", "update_args"]
 
 SCHEMA_VERSION = 1
 
@@ -48,7 +49,67 @@ class Dialect:
             "CREATE INDEX IF NOT EXISTS multiagents_workflows_state "
             "ON multiagents_workflows (state, created_at)",
             "CREATE INDEX IF NOT EXISTS multiagents_workflows_created ON multiagents_workflows (created_at)",
+            f"""CREATE TABLE IF NOT EXISTS multiagents_errors (
+                id {t} PRIMARY KEY,
+                recorded_at {r} NOT NULL,
+                transaction_id {t},
+                workflow_id {t},
+                step {t},
+                category {t},
+                data {t} NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS multiagents_errors_time ON multiagents_errors (recorded_at)",
+            "CREATE INDEX IF NOT EXISTS multiagents_errors_workflow "
+            "ON multiagents_errors (workflow_id, recorded_at)",
         ]
+
+    def insert_error(self) -> str:
+        """Insert one error record; a record already stored (same id) is left as it is."""
+        head = "INSERT OR IGNORE INTO" if self._param == "?" else "INSERT INTO"
+        tail = "" if self._param == "?" else " ON CONFLICT (id) DO NOTHING"
+        return (
+            f"{head} multiagents_errors (id, recorded_at, transaction_id, workflow_id, step, "
+            f"category, data) VALUES ({self.params(7)}){tail}"
+        )
+
+    def query_errors(self, where: ErrorFilter) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value, op in (
+            ("transaction_id", where.transaction_id, "="),
+            ("workflow_id", where.workflow_id, "="),
+            ("step", where.step, "="),
+            ("category", where.category, "="),
+            ("recorded_at", where.since, ">="),
+            ("recorded_at", where.until, "<"),
+        ):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} {op} {self.p(len(args))}")
+        sql = "SELECT data FROM multiagents_errors"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY recorded_at DESC, id"
+        if where.limit is not None:
+            args.append(int(where.limit))
+            sql += f" LIMIT {self.p(len(args))}"
+        return sql, args
+
+    def prune_errors(self, before: float | None, keep: int | None) -> list[tuple[str, list[Any]]]:
+        """Statements that enforce the retention bounds: an age, and a count of newest records kept."""
+        statements: list[tuple[str, list[Any]]] = []
+        if before is not None:
+            statements.append((f"DELETE FROM multiagents_errors WHERE recorded_at < {self.p(1)}", [before]))
+        if keep is not None:
+            everything = "LIMIT -1 " if self._param == "?" else ""  # SQLite needs a LIMIT before OFFSET
+            statements.append(
+                (
+                    "DELETE FROM multiagents_errors WHERE id IN (SELECT id FROM multiagents_errors "
+                    f"ORDER BY recorded_at DESC, id {everything}OFFSET {self.p(1)})",
+                    [int(keep)],
+                )
+            )
+        return statements
 
     def insert(self) -> str:
         return (
@@ -112,6 +173,18 @@ def update_args(row: Sequence[Any], expected_version: int) -> tuple[Any, ...]:
     """Update arguments from an insert row, with the expected previous version last."""
     tid, _wf, state, version, _created, updated, wake, data = row
     return (state, version, updated, wake, data, tid, expected_version)
+
+
+def error_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        record["id"],
+        record.get("recorded_at", 0.0),
+        record.get("transaction_id"),
+        record.get("workflow_id"),
+        record.get("step"),
+        record.get("category"),
+        dumps(dict(record)),
+    )
 
 
 def row_instance(data: str | bytes) -> WorkflowInstance:

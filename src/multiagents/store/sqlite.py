@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
+from multiagents._json import loads
 from multiagents.errors import ConcurrencyConflict, StoreError, StoreLocked
 from multiagents.state import SagaState, WorkflowInstance
 from multiagents.store import Transition
-from multiagents.store.sql import SCHEMA_VERSION, Dialect, instance_row, row_instance, update_args
+from multiagents.store.sql import (
+    SCHEMA_VERSION,
+    Dialect,
+    error_row,
+    instance_row,
+    row_instance,
+    update_args,
+)
+from multiagents.tracking import ErrorFilter
 
 __all__ = ["SQLiteStore"]
 
@@ -110,7 +119,7 @@ class SQLiteStore:
 
     async def commit(self, transitions: Sequence[Transition]) -> None:
         db = self.db
-        insert, update = _DIALECT.insert(), _DIALECT.update()
+        insert, update, insert_error = _DIALECT.insert(), _DIALECT.update(), _DIALECT.insert_error()
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -123,6 +132,8 @@ class SQLiteStore:
                             f"workflow {t.instance.transaction_id}: version "
                             f"{t.expected_version} is no longer current"
                         )
+                    if t.errors:
+                        db.executemany(insert_error, [error_row(e) for e in t.errors])
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -151,3 +162,35 @@ class SQLiteStore:
     async def unfinished(self) -> list[WorkflowInstance]:
         sql, args = _DIALECT.unfinished()
         return self._fetch(sql, args)
+
+    # ---- error log: sync twins serve ErrorTracker's sync methods (the seed's interface) ----------
+
+    def record_sync(self, records: Iterable[Mapping[str, Any]]) -> None:
+        try:
+            with self.db:
+                self.db.executemany(_DIALECT.insert_error(), [error_row(r) for r in records])
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: recording errors failed: {exc}") from exc
+
+    def query_sync(self, where: ErrorFilter) -> list[dict[str, Any]]:
+        sql, args = _DIALECT.query_errors(where)
+        try:
+            return [loads(r[0]) for r in self.db.execute(sql, args).fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: reading errors failed: {exc}") from exc
+
+    async def record_errors(self, records: Iterable[Mapping[str, Any]]) -> None:
+        self.record_sync(records)
+
+    async def query_errors(self, where: ErrorFilter) -> list[dict[str, Any]]:
+        return self.query_sync(where)
+
+    async def prune_errors(self, *, before: float | None, keep: int | None) -> int:
+        removed = 0
+        try:
+            with self.db:
+                for sql, args in _DIALECT.prune_errors(before, keep):
+                    removed += self.db.execute(sql, args).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: pruning errors failed: {exc}") from exc
+        return removed
