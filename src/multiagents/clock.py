@@ -121,9 +121,11 @@ class FakeClock:
             if task.done():
                 break
             nxt = self.next_deadline
-            if nxt is None or self._holds:
-                # Nothing sleeps on this clock: work is in a thread or real I/O. Wait a little, for real.
-                await asyncio.wait({task}, timeout=0.005)
+            real = _next_real_timer()
+            if nxt is None or self._holds or (real is not None and real <= REAL_HORIZON):
+                # Work is in a thread, in real I/O, or in a short real sleep (a worker's
+                # `await asyncio.sleep(0.1)`): let it finish in real time before skipping fake time.
+                await asyncio.wait({task}, timeout=min(real or 0.005, REAL_HORIZON) + 0.001)
                 continue
             if nxt - self._now > max_jump:
                 task.cancel()
@@ -131,6 +133,19 @@ class FakeClock:
             self._now = max(self._now, nxt)
             self._wake_due()
         return task.result()
+
+
+REAL_HORIZON = 1.0  # real timers due sooner than this are waited for, not skipped
+
+
+def _next_real_timer() -> float | None:
+    """Seconds until the event loop's next real timer (call_later), if it has one."""
+    loop = asyncio.get_running_loop()
+    scheduled = getattr(loop, "_scheduled", None)  # CPython's timer heap; absent on other loops
+    if not scheduled:
+        return None
+    live = [h.when() for h in scheduled if not h.cancelled()]
+    return max(min(live) - loop.time(), 0.0) if live else None
 
 
 async def _settle(rounds: int = 200) -> None:

@@ -170,6 +170,25 @@ def _note_ignored(inst: WorkflowInstance, r: Result, now: float, why: str) -> No
     )
 
 
+def _needs_person(output: dict[str, Any]) -> str | None:
+    """Why a compensation's returned output says it failed, or None if it says it succeeded.
+
+    The seed's compensations report failure in their output rather than by raising: at the top
+    (``compensation_status: "failed"``, ``requires_manual_intervention: True``) or per item one level
+    down (``failed_releases: [{..., "requires_manual_intervention": True}]``).
+    """
+    if output.get("compensation_status") == "failed":
+        return "the compensation reported compensation_status 'failed'"
+    if output.get("requires_manual_intervention") is True:
+        return "the compensation reported requires_manual_intervention"
+    for key, value in output.items():
+        items = value if isinstance(value, list) else [value]
+        flagged = [i for i in items if isinstance(i, dict) and i.get("requires_manual_intervention") is True]
+        if flagged:
+            return f"{len(flagged)} item(s) in {key!r} require manual intervention"
+    return None
+
+
 class _Machine:
     """One transition's working state; mutates only its own clone of the instance."""
 
@@ -284,12 +303,10 @@ class _Machine:
         assert run is not None
         if r.error is None:
             output = r.output or {}
-            if (
-                output.get("compensation_status") == "failed"
-                or output.get("requires_manual_intervention") is True
-            ):
+            flagged = _needs_person(output)
+            if flagged is not None:
                 # The compensation says a person must step in: retrying will not help.
-                message = output.get("error") or "the compensation reported that it failed"
+                message = output.get("error") or flagged
                 error = ErrorInfo(
                     ErrorCategory.PERMANENT,
                     f"compensation of step {name!r} needs manual intervention: {message}",
@@ -330,7 +347,9 @@ class _Machine:
             self._close_entry(run.attempt_id, "failed", started, finished, error)
 
     def _on_tick(self) -> None:
-        for name, sr in self.inst.steps.items():
+        # Expired leases first: one that ends the saga must keep a retry due in the same tick from
+        # starting a new attempt, whatever the order of the steps.
+        for name, sr in sorted(self.inst.steps.items(), key=lambda item: not self._lease_expired(item[1])):
             for kind, run in ((Kind.EXECUTE, sr.execution), (Kind.COMPENSATE, sr.compensation)):
                 if run is None or run.wake_at is None or run.wake_at > self.now:
                     continue
@@ -358,6 +377,15 @@ class _Machine:
                         self._dispatch(name, Kind.EXECUTE)
                     else:
                         self._dispatch(name, Kind.COMPENSATE)
+
+    def _lease_expired(self, sr: StepRun) -> bool:
+        return any(
+            run is not None
+            and run.status is RunStatus.RUNNING
+            and run.wake_at is not None
+            and run.wake_at <= self.now
+            for run in (sr.execution, sr.compensation)
+        )
 
     def _on_cancel(self, event: Cancel) -> None:
         if self.inst.cancel_requested:
@@ -611,6 +639,7 @@ class _Machine:
                     deadline=deadline,
                     timeout=timeout,
                     cause=self.inst.error if compensating else None,
+                    circuit_breaker=step.breaker_name(compensating),
                 )
             )
         )

@@ -82,6 +82,7 @@ class Command:
     deadline: float | None
     timeout: float | None
     cause: dict[str, Any] | None = None  # for a compensation: the error that made the saga roll back
+    circuit_breaker: str | None = None  # the breaker guarding this attempt's service
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +98,7 @@ class Command:
             "deadline": self.deadline,
             "timeout": self.timeout,
             "cause": self.cause,
+            "circuit_breaker": self.circuit_breaker,
         }
 
     @classmethod
@@ -114,6 +116,7 @@ class Command:
             deadline=d["deadline"],
             timeout=d["timeout"],
             cause=d.get("cause"),
+            circuit_breaker=d.get("circuit_breaker"),
         )
 
 

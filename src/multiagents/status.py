@@ -22,12 +22,16 @@ def describe(inst: WorkflowInstance, order: tuple[str, ...] | None = None) -> di
     for name in names:
         sr = inst.steps[name]
         item: dict[str, Any] = {"status": sr.label, "attempts": sr.execution.attempt}
+        if sr.execution.output is not None:
+            item["output"] = sr.execution.output  # also for a step that failed by fail_if
         if sr.execution.error:
             item["error"] = sr.execution.error.get("message")
         if sr.execution.wake_at and sr.execution.status is RunStatus.WAITING:
             item["next_attempt_at"] = sr.execution.wake_at
         if sr.compensation is not None:
             item["compensation_attempts"] = sr.compensation.attempt
+            if sr.compensation.output is not None:
+                item["compensation_output"] = sr.compensation.output
             if sr.compensation.error:
                 item["compensation_error"] = sr.compensation.error.get("message")
         steps[name] = item

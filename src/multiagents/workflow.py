@@ -97,6 +97,13 @@ class Step:
             return ref.timeout
         return DEFAULT_STEP_TIMEOUT
 
+    def breaker_name(self, kind_compensate: bool = False) -> str | None:
+        """The circuit breaker guarding this step's worker (or its compensation's), if any."""
+        if not kind_compensate and self.circuit_breaker:
+            return self.circuit_breaker
+        ref = self.compensation if kind_compensate else self.worker
+        return ref.circuit_breaker if isinstance(ref, Worker) else None
+
     def effective_policy(self, kind_compensate: bool = False) -> RetryPolicy:
         if kind_compensate:
             own = self.compensation_retry_policy
