@@ -29,56 +29,78 @@ from multiagents.errors import (
     classify,
 )
 from multiagents.policy import RetryPolicy, compute_backoff
+from multiagents.resilience import (
+    BreakerRegistry,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitState,
+    retry,
+    retry_on_failure,
+    retrying,
+)
 from multiagents.runtime import Runtime
 from multiagents.state import SagaState
+from multiagents.tracking import ErrorTracker
+from multiagents.validation import schema_model, validate
 from multiagents.worker import StepInfo, Worker, step_info, worker
 from multiagents.workflow import Step, WorkflowBuilder, WorkflowDefinition
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "__version__",
+    # workers and workflows
+    "Step",
+    "StepInfo",
+    "Worker",
+    "WorkflowBuilder",
+    "WorkflowDefinition",
+    "step_info",
+    "worker",
+    # running
+    "Runtime",
+    "SagaState",
+    # policies and resilience
+    "BreakerRegistry",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitState",
+    "RetryPolicy",
+    "compute_backoff",
+    "retry",
+    "retry_on_failure",
+    "retrying",
+    # validation and error tracking
+    "ErrorTracker",
+    "schema_model",
+    "validate",
+    # time
+    "Clock",
+    "FakeClock",
+    "SystemClock",
     # errors
     "BusError",
     "CircuitBreakerOpenError",
-    # time
-    "Clock",
     "ConcurrencyConflict",
     "DefinitionError",
     "DefinitionMismatch",
     "ErrorCategory",
     "ErrorInfo",
-    "FakeClock",
-    # migrating from the old package
-    "InMemoryEventBus",
     "MultiAgentsError",
-    "Orchestrator",
-    "RetryPolicy",
     "RetryableError",
-    # running
-    "Runtime",
-    "SagaState",
     "SerializationError",
-    # workflows
-    "Step",
     "StepFailed",
-    "StepInfo",
     "StepTimeoutError",
     "StoreError",
     "StoreLocked",
-    "SystemClock",
     "UnknownWorkflow",
     "ValidationError",
-    # workers
-    "Worker",
     "WorkerExecutionError",
-    "WorkerManager",
-    "WorkflowBuilder",
-    "WorkflowDefinition",
     "WorkflowError",
     "WorkflowNotFound",
-    "__version__",
     "classify",
-    "compute_backoff",
-    "step_info",
-    "worker",
+    # migrating from the old package
+    "InMemoryEventBus",
+    "Orchestrator",
+    "WorkerManager",
 ]

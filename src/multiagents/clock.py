@@ -34,6 +34,10 @@ class SystemClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0))
 
+    def sleep_sync(self, seconds: float) -> None:
+        """For sync code (in-process retries of sync functions)."""
+        time.sleep(max(seconds, 0.0))
+
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
         # asyncio.timeout, unlike asyncio.wait_for on 3.11, does not wrap the awaitable in a task.
         async with asyncio.timeout(timeout):
@@ -65,6 +69,10 @@ class FakeClock:
 
     def now(self) -> float:
         return self._now
+
+    def sleep_sync(self, seconds: float) -> None:
+        """Sync code's sleep: time moves on at once; async sleepers due by then wake on the next turn."""
+        self._now += max(seconds, 0.0)
 
     @property
     def next_deadline(self) -> float | None:

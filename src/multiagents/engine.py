@@ -18,9 +18,16 @@ from typing import Any
 
 from multiagents.bus import Bus
 from multiagents.clock import Clock
-from multiagents.errors import DefinitionMismatch, MultiAgentsError, WorkflowNotFound
+from multiagents.errors import (
+    DefinitionMismatch,
+    ErrorCategory,
+    ErrorInfo,
+    MultiAgentsError,
+    WorkflowNotFound,
+)
 from multiagents.machine import Dispatch, Event, Finish, RecordError, Resume, Start, Tick, decide
-from multiagents.messages import Command
+from multiagents.messages import Command, Result
+from multiagents.resilience.breaker import BreakerRegistry
 from multiagents.state import SagaState, WorkflowInstance
 from multiagents.store import Store, Transition
 from multiagents.tracking import ErrorTracker
@@ -66,6 +73,7 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self.errors_since_prune = 0
         self.tracker: ErrorTracker | None = None
+        self.breakers: BreakerRegistry | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -237,6 +245,8 @@ class Engine:
                 raise
         self.errors_since_prune += sum(len(e) for e in errors.values())
         sends = [cmd for cmds in commands.values() for cmd in cmds]
+        if self.breakers is not None and any(c.circuit_breaker for c in sends):
+            sends = await self._gate(sends, now)
         if sends:
             await self.bus.send_commands(sends)
         for tid, inst in changed.items():
@@ -255,6 +265,44 @@ class Engine:
             inst_now = self.live.get(tid)
             if inst_now is not None and inst_now.is_terminal:
                 self.live.pop(tid, None)
+
+    async def _gate(self, commands: list[Command], now: float) -> list[Command]:
+        """Hold back commands whose circuit breaker is open: they are parked, not sent.
+
+        The refusal goes back through the machine as a circuit_open result, which parks the step until
+        the breaker half-opens without spending one of its attempts.
+        """
+        assert self.breakers is not None
+        registry = self.breakers
+        guarded = [c for c in commands if c.circuit_breaker]
+        waits = await asyncio.gather(*(registry.get(c.circuit_breaker or "").allow() for c in guarded))
+        refused = {c.attempt_id: w for c, w in zip(guarded, waits, strict=True) if w is not None}
+        if not refused:
+            return commands
+        results = [
+            Result(
+                transaction_id=c.transaction_id,
+                step=c.step,
+                kind=c.kind,
+                attempt_id=c.attempt_id,
+                output=None,
+                error=ErrorInfo(
+                    ErrorCategory.CIRCUIT_OPEN,
+                    f"circuit breaker {c.circuit_breaker!r} refuses calls (open, or its half-open "
+                    f"probes are busy): step {c.step!r} is parked for {refused[c.attempt_id]:.3g}s",
+                    "CircuitBreakerOpenError",
+                    retryable=True,
+                    retry_after=refused[c.attempt_id],
+                    types=("multiagents.errors.CircuitBreakerOpenError",),
+                ),
+                started_at=now,
+                finished_at=now,
+            )
+            for c in commands
+            if c.attempt_id in refused
+        ]
+        self._inbox.put_nowait([_Call(r.transaction_id, r) for r in results])
+        return [c for c in commands if c.attempt_id not in refused]
 
     # ---- timers ---------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from multiagents.errors import (
 from multiagents.machine import Cancel, RetryCompensations, new_instance
 from multiagents.messages import DEFAULT_MAX_PAYLOAD, check_json
 from multiagents.policy import seconds
+from multiagents.resilience.breaker import BreakerRegistry, BreakerStore, CircuitBreaker
 from multiagents.state import SagaState
 from multiagents.status import describe
 from multiagents.store import Store, open_store
@@ -59,6 +60,8 @@ class Runtime:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         max_errors: int = DEFAULT_MAX_ERRORS,
         error_retention: float | timedelta = DEFAULT_RETENTION,
+        breakers: Iterable[CircuitBreaker] | BreakerRegistry = (),
+        breaker_store: BreakerStore | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -85,7 +88,14 @@ class Runtime:
                 raise DefinitionError(f"two workflows have the id {wf.id!r}")
             self.workflows[wf.id] = wf.bind(registered)
         self._check_workers()
-        self._pool = WorkerPool(self.bus, self.clock, registered.values(), max_payload=max_payload)
+        self.breakers = (
+            breakers
+            if isinstance(breakers, BreakerRegistry)
+            else BreakerRegistry(breakers, store=breaker_store, clock=self.clock)
+        )
+        self._pool = WorkerPool(
+            self.bus, self.clock, registered.values(), max_payload=max_payload, breakers=self.breakers
+        )
         self._engine = Engine(self.workflows, self.store, self.bus, self.clock, self.rng)
         self.error_tracker = ErrorTracker(
             self.store,
@@ -95,6 +105,7 @@ class Runtime:
             attention=self._needs_attention,
         )
         self._engine.tracker = self.error_tracker
+        self._engine.breakers = self.breakers
         self._started = False
         self.resumed = 0
 
@@ -239,7 +250,18 @@ class Runtime:
         return await self.list_workflows(state=SagaState.COMPENSATION_FAILED, limit=1000)
 
     async def get_status(self, transaction_id: str) -> dict[str, Any]:
-        return self._describe(await self._engine.instance(transaction_id))
+        """The workflow's status; with the current state of the circuit breakers its steps use."""
+        inst = await self._engine.instance(transaction_id)
+        status = self._describe(inst)
+        defn = self.workflows.get(inst.workflow_id)
+        names = sorted(
+            {n for s in defn.steps.values() for n in (s.breaker_name(), s.breaker_name(True)) if n}
+            if defn
+            else set()
+        )
+        if names:
+            status["breakers"] = {n: await self.breakers.get(n).snapshot() for n in names}
+        return status
 
     async def list_workflows(
         self, state: SagaState | str | None = None, limit: int = 100, workflow_id: str | None = None

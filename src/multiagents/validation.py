@@ -58,8 +58,8 @@ class _SchemaModel(BaseModel):
 
 
 def _fail(kind: str, message: str) -> PydanticCustomError:
-    # The message is final text: braces in it must not be read as template fields.
-    return PydanticCustomError(kind, message.replace("{", "{{").replace("}", "}}"))
+    # Without a context the message is not treated as a template: braces in reprs stay as they are.
+    return PydanticCustomError(kind, message)
 
 
 def _type_check(field: str, tp: Any) -> tuple[Any, PlainValidator]:
@@ -196,7 +196,7 @@ def schema_model(schema: Schema, name: str = "Schema") -> type[BaseModel]:
         if not isinstance(key, str) or not key:
             raise DefinitionError(f"schema field names must be non-empty strings, got {key!r}")
     names = _attribute_names(schema)
-    fields = {names[key]: _field(key, rules) for key, rules in schema.items()}
+    fields: dict[str, Any] = {names[key]: _field(key, rules) for key, rules in schema.items()}
     model: type[BaseModel] = create_model(name, __base__=_SchemaModel, **fields)
     return model
 

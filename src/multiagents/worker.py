@@ -9,7 +9,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast, overload
+from typing import Any, Protocol, cast, overload
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -23,6 +23,14 @@ from multiagents.tracking import redact
 __all__ = ["StepInfo", "Worker", "step_info", "worker"]
 
 WorkerFn = Callable[..., Any]
+
+
+class BreakerHook(Protocol):
+    """What the worker side needs of a circuit breaker: to be told how each guarded call went."""
+
+    async def record_success(self, duration: float = 0.0) -> None: ...
+
+    async def record_failure(self, exc: BaseException | None, duration: float = 0.0) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +149,28 @@ class Worker:
         with hold() if hold else contextlib.nullcontext():
             return await asyncio.to_thread(ctx.run, self.fn, arg)
 
-    async def run(self, command: Command, clock: Clock, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Result:
+    async def _guarded(
+        self, arg: Any, clock: Clock, timeout: float | None, breaker: BreakerHook | None
+    ) -> Any:
+        """Invoke under the timeout; tell the step's circuit breaker how the call went."""
+        if breaker is None:
+            return await clock.wait_for(self._invoke(arg, clock), timeout)
+        began = clock.now()
+        try:
+            raw = await clock.wait_for(self._invoke(arg, clock), timeout)
+        except Exception as exc:
+            await breaker.record_failure(exc, clock.now() - began)
+            raise
+        await breaker.record_success(clock.now() - began)
+        return raw
+
+    async def run(
+        self,
+        command: Command,
+        clock: Clock,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        breaker: BreakerHook | None = None,
+    ) -> Result:
         """Run one attempt and report it as a Result; never raises for the worker's own failures."""
         started = clock.now()
         info = StepInfo(
@@ -164,7 +193,7 @@ class Worker:
         try:
             arg = self._prepare_input(command.context)
             try:
-                raw = await clock.wait_for(self._invoke(arg, clock), timeout)
+                raw = await self._guarded(arg, clock, timeout, breaker)
             except TimeoutError as exc:
                 if timeout is not None and clock.now() - started >= timeout * 0.999:
                     raise StepTimeoutError(

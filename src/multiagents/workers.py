@@ -10,6 +10,7 @@ from multiagents.bus import Bus
 from multiagents.clock import Clock
 from multiagents.errors import DefinitionError
 from multiagents.messages import DEFAULT_MAX_PAYLOAD, Command
+from multiagents.resilience.breaker import BreakerRegistry
 from multiagents.worker import Worker
 
 __all__ = ["WorkerPool"]
@@ -27,7 +28,9 @@ class WorkerPool:
         workers: Iterable[Worker] = (),
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        breakers: BreakerRegistry | None = None,
     ) -> None:
+        self.breakers = breakers
         self.bus = bus
         self.clock = clock
         self.max_payload = max_payload
@@ -71,7 +74,10 @@ class WorkerPool:
     async def _run(self, command: Command) -> None:
         w = self.workers[command.worker]
         try:
-            result = await w.run(command, self.clock, self.max_payload)
+            breaker = None
+            if command.circuit_breaker and self.breakers is not None:
+                breaker = self.breakers.get(command.circuit_breaker)
+            result = await w.run(command, self.clock, self.max_payload, breaker)
             await self.bus.send_result(result)
         except asyncio.CancelledError:
             raise

@@ -1,4 +1,5 @@
-"""Resilience around calls to other services: circuit breakers (memory or Redis-backed state).
+"""Resilience around calls to other services: circuit breakers (memory or Redis-backed state) and
+in-process retries.
 
 The Redis-backed store lives in :mod:`multiagents.resilience.redis_breaker` and is imported from there,
 so that importing this package never needs the redis client.
@@ -16,8 +17,14 @@ from multiagents.resilience.breaker import (
     MemoryBreakerStore,
     transition,
 )
+from multiagents.resilience.retry import RetryEvent, retry, retry_on_failure, retrying
 
 __all__ = [
+    # in-process retries (the same RetryPolicy as durable step retries)
+    "RetryEvent",
+    "retry",
+    "retry_on_failure",
+    "retrying",
     # circuit breakers
     "BreakerRegistry",
     "CircuitBreaker",

@@ -5,8 +5,8 @@ A breaker is ``closed`` while calls go through. It opens in one of two modes:
 - consecutive (the default): after ``failure_threshold`` counted failures in a row; a success resets the
   count.
 - failure rate (``window`` set): when, over the last ``window`` seconds and with at least ``min_calls``
-  calls, ``failures / calls >= failure_rate``. Calls are counted in ten buckets, so a sample is forgotten
-  between ``window`` and ``1.1 * window`` after it was taken.
+  calls, ``failures / calls >= failure_rate`` (``failure_threshold`` plays no part). Calls are counted in
+  ten buckets, so a sample is forgotten between ``window`` and ``1.1 * window`` after it was taken.
 
 While ``open`` every call is refused with :class:`~multiagents.errors.CircuitBreakerOpenError`, whose
 ``retry_after`` is the time left until ``opened_at + recovery_timeout``. After that the breaker is
@@ -17,7 +17,11 @@ process died) holds its slot for at most ``recovery_timeout``, so a breaker cann
 the price is that a probe slower than that may see a second probe start beside it.
 
 Counted failures are exceptions that are instances of ``expected_exception``, and successes slower than
-``slow_call_threshold``. Other exceptions pass through unchanged and do not count.
+``slow_call_threshold``. Other exceptions pass through unchanged and do not count. Outcomes that arrive
+while the breaker is open (calls let through before it opened) change nothing.
+
+Sync functions can be guarded (``@breaker`` keeps them sync) only with the in-memory store; a store that
+fails raises :class:`~multiagents.errors.StoreError` from ``call``/``allow`` rather than guessing.
 
 The decisions live in the pure :func:`transition` (no I/O, no clock: ``now`` is passed in), so they are
 tested directly. The state lives in a :class:`BreakerStore`: :class:`MemoryBreakerStore` for one process,
@@ -116,8 +120,8 @@ class CircuitBreakerConfig:
                 raise DefinitionError(f"circuit breaker {what} must be > 0, got {getattr(self, what)!r}")
             object.__setattr__(self, what, value)
             object.__setattr__(self, private, value)
-        expected = self.expected_exception
-        if isinstance(expected, list):
+        expected: Any = self.expected_exception
+        if isinstance(expected, list):  # accepted, kept as a tuple
             expected = tuple(expected)
         types = expected if isinstance(expected, tuple) else (expected,)
         if not types or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
@@ -329,15 +333,9 @@ class CircuitBreaker:
         clock: Clock | None = None,
     ) -> None:
         config = CircuitBreakerConfig(
-            failure_threshold=failure_threshold,
-            recovery_timeout=recovery_timeout,
-            expected_exception=expected_exception,
-            half_open_max_calls=half_open_max_calls,
-            window=window,
-            min_calls=min_calls,
-            failure_rate=failure_rate,
-            slow_call_threshold=slow_call_threshold,
-        )
+            failure_threshold, recovery_timeout, expected_exception, half_open_max_calls,
+            window, min_calls, failure_rate, slow_call_threshold,
+        )  # fmt: skip
         self._setup(name, config, store, clock)
 
     @classmethod
@@ -367,6 +365,7 @@ class CircuitBreaker:
         self._store_given = store is not None
         self._clock_given = clock is not None
         self._cached = INITIAL
+        self._admitted = 0  # admissions by allow() whose outcome has not been reported yet
         self._bind(store or MemoryBreakerStore(), clock or SystemClock())
 
     def _bind(self, store: BreakerStore, clock: Clock) -> None:
@@ -425,7 +424,7 @@ class CircuitBreaker:
         return step
 
     def _step_now(self, memory: MemoryBreakerStore, event: Event) -> Decision:
-        new, decision = memory.apply_now(self.name, self._fn(event, self._clock.now()))
+        _, decision = memory.apply_now(self.name, self._fn(event, self._clock.now()))
         return decision
 
     async def _step(self, event: Event) -> Decision:
@@ -451,7 +450,24 @@ class CircuitBreaker:
 
     async def allow(self) -> float | None:
         """None if a call may go now (in half-open it takes a probe slot), else seconds until it may."""
-        return (await self._acquire()).retry_after
+        decision = await self._acquire()
+        if decision.retry_after is None and self._memory is None:
+            self._admitted += 1
+        return decision.retry_after
+
+    async def _refresh(self) -> None:
+        """Before deciding on an outcome reported without its admission, make the state last seen fresh.
+
+        A call admitted by this object's ``allow()`` is decided on the state that admission read (or a
+        later one). An outcome that no admission here accounts for (this process only records, another
+        admits) reads the store first: its cached state may be arbitrarily old.
+        """
+        if self._memory is not None:
+            return
+        if self._admitted > 0:
+            self._admitted -= 1
+        else:
+            self._cached = await self._store.load(self.name)
 
     def _success_event(self, duration: float) -> Event | None:
         """The event a success amounts to; None when it changes nothing that is known."""
@@ -476,12 +492,14 @@ class CircuitBreaker:
 
     async def record_success(self, duration: float = 0.0) -> None:
         """Report a call that returned; ``duration`` (seconds) matters with ``slow_call_threshold``."""
+        await self._refresh()
         event = self._success_event(duration)
         if event is not None:
             await self._step(event)
 
     async def record_failure(self, exc: BaseException | None, duration: float = 0.0) -> None:
         """Report a call that raised ``exc`` (None: failed without an exception); others do not count."""
+        await self._refresh()
         event = self._failure_event(exc, None)
         if event is not None:
             await self._step(event)
@@ -514,7 +532,9 @@ class CircuitBreaker:
             known = self._memory.peek(self.name)
             if known.state is CircuitState.CLOSED and known.failure_count == 0:
                 return result  # the hot path: nothing to record
-        await self.record_success(self._clock.now() - started if timed else 0.0)
+        success = self._success_event(self._clock.now() - started if timed else 0.0)
+        if success is not None:
+            await self._step(success)
         return result
 
     def _sync_store(self) -> MemoryBreakerStore:
@@ -639,4 +659,3 @@ class BreakerRegistry:
 
     async def snapshots(self) -> list[dict[str, Any]]:
         return [await b.snapshot() for b in self._breakers.values()]
-

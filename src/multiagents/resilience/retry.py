@@ -18,6 +18,9 @@ Three spellings, one engine (:class:`Retrying`)::
     @retry_on_failure(max_retries=3, backoff_factor=1.5)   # the seed's decorator, unchanged
     async def call_external_service(name, data): ...
 
+Inside a worker, all these attempts happen within one attempt of the step: the step's timeout covers
+them together, and the engine sees one outcome, which it may in turn retry durably.
+
 Time: async waits go through the injected :class:`~multiagents.clock.Clock` (``SystemClock`` by
 default), so tests pass a ``FakeClock`` and never sleep for real. Sync functions are retried
 synchronously: they wait with the clock's ``sleep_sync(seconds)`` when it has one, else with

@@ -1,0 +1,592 @@
+"""Circuit breakers on the in-memory store with a fake clock, and the pure transition with hypothesis."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from multiagents import FakeClock
+from multiagents.errors import CircuitBreakerOpenError, DefinitionError
+from multiagents.resilience import (
+    BreakerRegistry,
+    BreakerState,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitState,
+    Event,
+    MemoryBreakerStore,
+    transition,
+)
+from multiagents.resilience.breaker import WINDOW_BUCKETS
+
+
+class Boom(Exception):
+    pass
+
+
+async def fail() -> None:
+    raise Boom("down")
+
+
+async def ok() -> str:
+    return "ok"
+
+
+def make(clock: FakeClock, **kwargs: Any) -> CircuitBreaker:
+    kwargs.setdefault("failure_threshold", 3)
+    kwargs.setdefault("recovery_timeout", 60)
+    return CircuitBreaker("payment_service", clock=clock, **kwargs)
+
+
+async def fail_times(breaker: CircuitBreaker, n: int) -> None:
+    for _ in range(n):
+        with pytest.raises(Boom):
+            await breaker.call(fail)
+
+
+# -- consecutive mode ----------------------------------------------------------------------------
+
+
+async def test_opens_after_exactly_threshold_consecutive_failures(clock: FakeClock) -> None:
+    """threshold-1 failures leave it closed; the threshold-th opens it and the next call is refused unmade."""
+    breaker = make(clock)
+    await fail_times(breaker, 2)
+    assert (breaker.state, breaker.failure_count) == (CircuitState.CLOSED, 2)
+    await fail_times(breaker, 1)
+    assert (breaker.state, breaker.failure_count) == (CircuitState.OPEN, 3)
+    calls = []
+    with pytest.raises(CircuitBreakerOpenError):
+        await breaker.call(lambda: calls.append(1))
+    assert calls == []
+
+
+async def test_success_in_between_resets_the_count(clock: FakeClock) -> None:
+    """fail, fail, succeed, fail, fail stays closed with a count of 2: only consecutive failures count."""
+    breaker = make(clock)
+    await fail_times(breaker, 2)
+    assert await breaker.call(ok) == "ok"
+    assert breaker.failure_count == 0
+    await fail_times(breaker, 2)
+    assert (breaker.state, breaker.failure_count) == (CircuitState.CLOSED, 2)
+
+
+async def test_rejects_while_open_with_time_left_until_half_open(clock: FakeClock) -> None:
+    """Open 10 s into a 60 s recovery: call() raises with retry_after 50 and the name; allow() says 50."""
+    breaker = make(clock)
+    await fail_times(breaker, 3)
+    opened_at = clock.now()
+    await clock.advance(10)
+    with pytest.raises(CircuitBreakerOpenError) as info:
+        await breaker.call(ok)
+    assert info.value.retry_after == pytest.approx(opened_at + 60 - clock.now())
+    assert info.value.retry_after == pytest.approx(50)
+    assert info.value.breaker == "payment_service"
+    assert "payment_service" in str(info.value)
+    assert await breaker.allow() == pytest.approx(50)
+    snap = await breaker.snapshot()
+    assert snap["state"] == "open"
+    assert snap["opened_at"] == opened_at
+    assert snap["retry_after"] == pytest.approx(50)
+
+
+async def test_half_open_lets_exactly_max_probes_through_concurrently(clock: FakeClock) -> None:
+    """After recovery with half_open_max_calls=2, of five concurrent calls two run and three are refused."""
+    breaker = make(clock, half_open_max_calls=2)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+    gate = asyncio.Event()
+    running = []
+
+    async def probe(i: int) -> int:
+        running.append(i)
+        await gate.wait()
+        return i
+
+    tasks = [asyncio.ensure_future(breaker.call(probe, i)) for i in range(5)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(running) == 2
+    assert breaker.state is CircuitState.HALF_OPEN
+    gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, CircuitBreakerOpenError)]
+    assert len(refused) == 3
+    assert all(r.retry_after > 0 for r in refused)
+    assert sorted(r for r in results if isinstance(r, int)) == sorted(running)
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_probe_success_closes(clock: FakeClock) -> None:
+    """The half-open probe's success closes the breaker with a zero count, and calls flow again."""
+    breaker = make(clock)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+    assert await breaker.call(ok) == "ok"
+    assert (breaker.state, breaker.failure_count) == (CircuitState.CLOSED, 0)
+    assert await breaker.allow() is None
+
+
+async def test_probe_failure_reopens_with_a_fresh_recovery_timeout(clock: FakeClock) -> None:
+    """A failed probe re-opens the breaker; retry_after is the full recovery_timeout again from then."""
+    breaker = make(clock)
+    await fail_times(breaker, 3)
+    await clock.advance(75)
+    await fail_times(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+    assert await breaker.allow() == pytest.approx(60)
+    await clock.advance(59)
+    assert await breaker.allow() == pytest.approx(1)
+    await clock.advance(1)
+    assert await breaker.allow() is None
+    assert breaker.state is CircuitState.HALF_OPEN
+
+
+async def test_unexpected_exceptions_pass_through_and_do_not_count(clock: FakeClock) -> None:
+    """With expected_exception=Boom, a KeyError is re-raised as the same object and leaves the count at 0."""
+    breaker = make(clock, expected_exception=Boom, failure_threshold=1)
+    error = KeyError("nope")
+
+    async def other() -> None:
+        raise error
+
+    for _ in range(5):
+        with pytest.raises(KeyError) as info:
+            await breaker.call(other)
+        assert info.value is error
+    assert (breaker.state, breaker.failure_count) == (CircuitState.CLOSED, 0)
+    await breaker.record_failure(ValueError("not counted"))
+    assert breaker.failure_count == 0
+    await breaker.record_failure(Boom("counted"))
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_probe_with_uncounted_exception_frees_its_slot(clock: FakeClock) -> None:
+    """In half-open a probe that raises an uncounted exception frees its slot: the next caller probes."""
+    breaker = make(clock, expected_exception=Boom)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+
+    async def other() -> None:
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        await breaker.call(other)
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert await breaker.allow() is None  # the freed slot
+    assert await breaker.allow() is not None  # and only one
+    await breaker.record_failure(KeyError("x"))  # the engine's form: inferred as the probe's outcome
+    assert await breaker.allow() is None
+
+
+async def test_a_lost_probe_holds_its_slot_for_at_most_recovery_timeout(clock: FakeClock) -> None:
+    """A probe that never reports blocks others for one recovery_timeout, then a new probe is let through."""
+    breaker = make(clock)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+    assert await breaker.allow() is None  # this probe's process dies
+    await clock.advance(30)
+    assert await breaker.allow() == pytest.approx(30)
+    await clock.advance(30)
+    assert await breaker.allow() is None
+
+
+async def test_engine_primitives_allow_and_record_without_raising(clock: FakeClock) -> None:
+    """allow() never raises; record_failure(None) counts; record_success closes a half-open breaker."""
+    breaker = make(clock, failure_threshold=2)
+    assert await breaker.allow() is None
+    await breaker.record_failure(None)
+    await breaker.record_failure(Boom())
+    assert breaker.state is CircuitState.OPEN
+    assert await breaker.allow() == pytest.approx(60)
+    await clock.advance(60)
+    assert await breaker.allow() is None
+    await breaker.record_success()
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_closed_successes_write_nothing(clock: FakeClock) -> None:
+    """On a closed breaker with no failures, a thousand successful calls leave the stored version at 0."""
+    store = MemoryBreakerStore()
+    breaker = CircuitBreaker("svc", store=store, clock=clock)
+    for _ in range(1000):
+        await breaker.call(ok)
+    assert store.peek("svc").version == 0
+    with pytest.raises(Boom):
+        await breaker.call(fail)
+    assert store.peek("svc").version == 1
+
+
+# -- failure-rate mode and slow calls ------------------------------------------------------------
+
+
+async def test_window_mode_opens_on_rate_not_below_min_calls(clock: FakeClock) -> None:
+    """window=60, min_calls=10, rate 0.5: 9 failures in a row stay closed (too few calls); the 10th opens it;
+    8 successes and 4 failures (a third) stay closed, ignoring failure_threshold."""
+    breaker = make(clock, window=60, min_calls=10, failure_rate=0.5)
+    await fail_times(breaker, 9)
+    assert (breaker.state, breaker.failure_count) == (CircuitState.CLOSED, 9)
+    await fail_times(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+    breaker = make(clock, window=60, min_calls=10, failure_rate=0.5)
+    for _ in range(8):
+        await breaker.call(ok)
+    await fail_times(breaker, 4)
+    assert breaker.state is CircuitState.CLOSED
+
+
+async def test_window_mode_opens_exactly_at_the_rate(clock: FakeClock) -> None:
+    """5 successes then 5 failures is exactly 0.5 over 10 calls: the fifth failure opens the breaker."""
+    breaker = make(clock, window=60, min_calls=10, failure_rate=0.5, failure_threshold=100)
+    for _ in range(5):
+        await breaker.call(ok)
+    await fail_times(breaker, 4)
+    snap = await breaker.snapshot()
+    assert (snap["calls"], snap["failures"], snap["state"]) == (9, 4, "closed")
+    await fail_times(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_window_mode_forgets_samples_older_than_the_window(clock: FakeClock) -> None:
+    """Failures more than a window (plus one bucket) ago no longer count towards the rate or min_calls."""
+    breaker = make(clock, window=60, min_calls=10, failure_rate=0.5)
+    await fail_times(breaker, 9)
+    await clock.advance(66)  # 60 s window, 6 s buckets
+    snap = await breaker.snapshot()
+    assert (snap["calls"], snap["failures"]) == (0, 0)
+    await fail_times(breaker, 9)
+    assert breaker.state is CircuitState.CLOSED
+    await fail_times(breaker, 1)
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_slow_calls_count_as_failures(clock: FakeClock) -> None:
+    """slow_call_threshold=1: a call taking 2 s (fake) returns its result but counts as a failure."""
+    breaker = make(clock, failure_threshold=2, slow_call_threshold=1)
+
+    async def slow() -> str:
+        await clock.advance(2)
+        return "late"
+
+    assert await breaker.call(slow) == "late"
+    assert breaker.failure_count == 1
+    assert await breaker.call(ok) == "ok"
+    assert breaker.failure_count == 0
+    await breaker.record_success(duration=1.5)
+    await breaker.record_success(duration=3.0)
+    assert breaker.state is CircuitState.OPEN
+
+
+# -- decorator, registry, config -----------------------------------------------------------------
+
+
+async def test_decorator_on_async_function_keeps_signature_and_guards(clock: FakeClock) -> None:
+    """@breaker on an async function keeps name and signature, counts failures, then refuses."""
+    breaker = make(clock, failure_threshold=2)
+
+    @breaker
+    async def charge(amount: int, *, currency: str = "EUR") -> dict[str, Any]:
+        """Charge a card."""
+        if amount < 0:
+            raise Boom("declined")
+        return {"amount": amount, "currency": currency}
+
+    assert charge.__name__ == "charge" and charge.__doc__ == "Charge a card."
+    assert str(inspect.signature(charge)) == "(amount: 'int', *, currency: 'str' = 'EUR') -> 'dict[str, Any]'"
+    assert inspect.iscoroutinefunction(charge)
+    assert await charge(5, currency="USD") == {"amount": 5, "currency": "USD"}
+    for _ in range(2):
+        with pytest.raises(Boom):
+            await charge(-1)
+    with pytest.raises(CircuitBreakerOpenError):
+        await charge(5)
+
+
+def test_decorator_on_sync_function_stays_sync(clock: FakeClock) -> None:
+    """@breaker on a sync function returns a sync function that counts failures and refuses when open."""
+    breaker = make(clock, failure_threshold=2)
+    calls = []
+
+    @breaker
+    def lookup(key: str) -> str:
+        calls.append(key)
+        if key == "bad":
+            raise Boom(key)
+        return key.upper()
+
+    assert not inspect.iscoroutinefunction(lookup)
+    assert str(inspect.signature(lookup)) == "(key: 'str') -> 'str'"
+    assert lookup("a") == "A"
+    for _ in range(2):
+        with pytest.raises(Boom):
+            lookup("bad")
+    with pytest.raises(CircuitBreakerOpenError):
+        lookup("a")
+    assert calls == ["a", "bad", "bad"]
+
+
+async def test_call_accepts_sync_functions(clock: FakeClock) -> None:
+    """call() runs a sync function and returns its value, counting its exceptions like an async one's."""
+    breaker = make(clock, failure_threshold=1)
+    assert await breaker.call(lambda x: x * 2, 21) == 42
+
+    def broken() -> None:
+        raise Boom()
+
+    with pytest.raises(Boom):
+        await breaker.call(broken)
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_registry_one_breaker_per_name_and_defaults_for_unknown(clock: FakeClock) -> None:
+    """get() returns the configured breaker each time, and a defaults breaker, made once, for a new name."""
+    payment = CircuitBreaker("payment_service", failure_threshold=3, recovery_timeout=30)
+    registry = BreakerRegistry(
+        breakers=[payment], clock=clock, defaults=CircuitBreakerConfig(failure_threshold=7)
+    )
+    assert registry.get("payment_service") is payment
+    other = registry.get("inventory_service")
+    assert other is registry.get("inventory_service")
+    assert other.config.failure_threshold == 7
+    assert registry.names() == ["payment_service", "inventory_service"]
+    await fail_times(payment, 3)
+    snaps = {s["name"]: s for s in await registry.snapshots()}
+    assert snaps["payment_service"]["state"] == "open"
+    assert snaps["payment_service"]["retry_after"] == pytest.approx(30)  # the registry's clock was adopted
+    assert snaps["inventory_service"]["state"] == "closed"
+    with pytest.raises(DefinitionError, match="payment_service"):
+        BreakerRegistry(breakers=[payment, CircuitBreaker("payment_service")])
+
+
+async def test_registry_store_is_adopted_by_breakers_given_without_one(clock: FakeClock) -> None:
+    """A breaker built without a store keeps its state in the registry's store; one with its own keeps it."""
+    shared, own = MemoryBreakerStore(), MemoryBreakerStore()
+    plain = CircuitBreaker("a", failure_threshold=1, clock=clock)
+    pinned = CircuitBreaker("b", failure_threshold=1, store=own, clock=clock)
+    BreakerRegistry(breakers=[plain, pinned], store=shared, clock=clock)
+    await fail_times(plain, 1)
+    await fail_times(pinned, 1)
+    assert shared.peek("a").state is CircuitState.OPEN
+    assert own.peek("b").state is CircuitState.OPEN
+    assert shared.peek("b").state is CircuitState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("failure_threshold", 0),
+        ("failure_threshold", 2.5),
+        ("recovery_timeout", 0),
+        ("recovery_timeout", -1),
+        ("recovery_timeout", "60"),
+        ("half_open_max_calls", 0),
+        ("window", 0),
+        ("min_calls", 0),
+        ("failure_rate", 0),
+        ("failure_rate", 1.5),
+        ("slow_call_threshold", timedelta(0)),
+        ("expected_exception", "Exception"),
+        ("expected_exception", (Exception, 3)),
+    ],
+)
+def test_bad_config_raises_definition_error_naming_the_field(field: str, value: Any) -> None:
+    """Each invalid option is refused at construction with a DefinitionError whose message names it."""
+    with pytest.raises(DefinitionError, match=field):
+        CircuitBreakerConfig(**{field: value})
+    with pytest.raises(DefinitionError, match=field):
+        CircuitBreaker("svc", **{field: value})
+
+
+def test_durations_accept_timedelta_and_types_accept_tuples() -> None:
+    """timedelta durations are normalised to seconds; a tuple of exception types is accepted as given."""
+    config = CircuitBreakerConfig(
+        recovery_timeout=timedelta(minutes=2),
+        window=timedelta(seconds=30),
+        slow_call_threshold=timedelta(milliseconds=500),
+        expected_exception=(ConnectionError, TimeoutError),
+    )
+    assert (config.recovery_timeout, config.window, config.slow_call_threshold) == (120.0, 30.0, 0.5)
+    assert config.expected_exception == (ConnectionError, TimeoutError)
+    with pytest.raises(DefinitionError, match="name"):
+        CircuitBreaker("")
+
+
+# -- the seed's usage ----------------------------------------------------------------------------
+
+
+async def test_seed_circuit_breaker_worker_runs_unchanged(clock: FakeClock) -> None:
+    """The seed's section 4 worker: call() succeeds, and once open returns its circuit_breaker_open dict."""
+    service_circuit_breakers = {
+        "payment_service": CircuitBreaker(failure_threshold=3, recovery_timeout=30, clock=clock),
+    }
+    healthy = {"payment_service": False}
+
+    async def call_external_service(service_name: str, request_data: dict[str, Any]) -> dict[str, Any]:
+        if not healthy[service_name]:
+            raise ConnectionError(f"{service_name} unreachable")
+        return {"echo": request_data}
+
+    async def circuit_breaker_protected_worker(context: dict[str, Any]) -> dict[str, Any]:
+        service_name = context["service_name"]
+        circuit_breaker = service_circuit_breakers.get(service_name, CircuitBreaker())
+        try:
+            response = await circuit_breaker.call(
+                call_external_service, service_name, context["request_data"]
+            )
+            return {"response": response, "circuit_breaker_state": circuit_breaker.state.value}
+        except CircuitBreakerOpenError:
+            return {"status": "circuit_breaker_open", "retry_after": circuit_breaker.recovery_timeout}
+        except Exception as e:
+            return {
+                "status": "service_call_failed",
+                "error": str(e),
+                "failure_count": circuit_breaker.failure_count,
+            }
+
+    ctx = {"service_name": "payment_service", "request_data": {"x": 1}}
+    outs = [await circuit_breaker_protected_worker(ctx) for _ in range(4)]
+    assert [o.get("failure_count") for o in outs[:3]] == [1, 2, 3]
+    assert outs[3] == {"status": "circuit_breaker_open", "retry_after": 30.0}
+    healthy["payment_service"] = True
+    await clock.advance(30)
+    assert await circuit_breaker_protected_worker(ctx) == {
+        "response": {"echo": {"x": 1}},
+        "circuit_breaker_state": "closed",
+    }
+
+
+def test_importing_the_package_does_not_import_redis() -> None:
+    """`import multiagents` and `import multiagents.resilience` leave redis out of sys.modules."""
+    code = "import sys, multiagents, multiagents.resilience; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- the pure transition -------------------------------------------------------------------------
+
+NOW = 1_700_000_000.0
+events = st.sampled_from(list(Event))
+configs = st.builds(
+    CircuitBreakerConfig,
+    failure_threshold=st.integers(1, 5),
+    recovery_timeout=st.sampled_from([1.0, 10.0, 60.0]),
+    half_open_max_calls=st.integers(1, 4),
+    window=st.sampled_from([None, None, 10.0, 60.0]),
+    min_calls=st.integers(1, 6),
+    failure_rate=st.sampled_from([0.2, 0.5, 1.0]),
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.booleans(), max_size=40), st.integers(1, 6))
+def test_consecutive_mode_opens_exactly_at_the_threshold(outcomes: list[bool], threshold: int) -> None:
+    """Fed successes (True) and failures, a closed breaker opens exactly when the trailing run of failures
+    reaches the threshold, and never before."""
+    config = CircuitBreakerConfig(failure_threshold=threshold)
+    state, run = BreakerState(), 0
+    for ok_ in outcomes:
+        state, _ = transition(state, Event.SUCCESS if ok_ else Event.FAILURE, config, NOW)
+        run = 0 if ok_ else run + 1
+        if run == threshold:
+            assert state.state is CircuitState.OPEN
+            break
+        assert (state.state, state.failure_count) == (CircuitState.CLOSED, run)
+
+
+@settings(deadline=None, max_examples=300)
+@given(configs, st.lists(st.tuples(events, st.sampled_from([0.0, 0.5, 3.0, 30.0, 61.0])), max_size=60))
+def test_invariants_hold_under_any_event_sequence(config: CircuitBreakerConfig, steps: list[Any]) -> None:
+    """Whatever happens: probes in flight stay within [0, max]; open has opened_at; closed has no probes;
+    a refusal names a positive retry_after equal to the time until half-open (when open); the state
+    survives a JSON round trip."""
+    state, now = BreakerState(), NOW
+    for event, dt in steps:
+        now += dt
+        before = state
+        state, decision = transition(state, event, config, now)
+        assert 0 <= state.half_open_in_flight <= config.half_open_max_calls
+        assert len(state.window) <= WINDOW_BUCKETS + 1  # old buckets are dropped, not kept forever
+        if state.state is CircuitState.OPEN:
+            assert state.opened_at is not None and state.half_open_in_flight == 0
+        if state.state is CircuitState.CLOSED:
+            assert state.half_open_in_flight == 0 and state.opened_at is None
+        if decision.retry_after is not None:
+            assert event is Event.ACQUIRE and decision.retry_after > 0 and state is before
+            if before.state is CircuitState.OPEN:
+                assert before.opened_at is not None
+                assert decision.retry_after == pytest.approx(before.opened_at + config.recovery_seconds - now)
+        if event is not Event.ACQUIRE:
+            assert decision.retry_after is None
+        assert BreakerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    st.integers(1, 4),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["acquire", "finish"]),
+            st.integers(0, 9),
+            st.sampled_from([Event.SUCCESS, Event.FAILURE, Event.RELEASE]),
+        )
+    ),
+)
+def test_never_more_probes_in_flight_than_allowed(max_calls: int, ops: list[Any]) -> None:
+    """From the moment recovery ends, callers asking and finishing in any order never have more than
+    half_open_max_calls probes running at once, and any admission beyond closed is a probe."""
+    config = CircuitBreakerConfig(failure_threshold=1, half_open_max_calls=max_calls, recovery_timeout=10)
+    state, _ = transition(BreakerState(), Event.FAILURE, config, NOW)
+    now = NOW + 10  # time stands still from here: no probe outlives its lease
+    probes: list[int] = []
+    for op, pick, outcome in ops:
+        if op == "acquire":
+            state, decision = transition(state, Event.ACQUIRE, config, now)
+            if decision.retry_after is None and decision.probe:
+                probes.append(pick)
+            elif decision.retry_after is None:
+                assert state.state is CircuitState.CLOSED
+        elif probes:
+            probes.pop(pick % len(probes))
+            state, _ = transition(state, outcome, config, now)
+            if state.state is not CircuitState.HALF_OPEN:
+                probes.clear()  # the verdict is in; outstanding probes no longer hold slots
+        if state.state is CircuitState.HALF_OPEN:
+            assert len(probes) <= max_calls
+            assert state.half_open_in_flight == len(probes)
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.lists(st.booleans(), max_size=60), st.integers(1, 10), st.sampled_from([0.1, 0.5, 0.9, 1.0]))
+def test_window_mode_never_opens_below_min_calls_or_rate(
+    outcomes: list[bool], min_calls: int, rate: float
+) -> None:
+    """In one window, the breaker opens on the first failure at which calls >= min_calls and
+    failures/calls >= failure_rate, and not before."""
+    config = CircuitBreakerConfig(window=60, min_calls=min_calls, failure_rate=rate)
+    state = BreakerState()
+    failures = 0
+    for calls, ok_ in enumerate(outcomes, 1):
+        state, _ = transition(state, Event.SUCCESS if ok_ else Event.FAILURE, config, NOW)
+        failures += not ok_
+        should_open = not ok_ and calls >= min_calls and failures / calls >= rate
+        assert (state.state is CircuitState.OPEN) == should_open
+        if should_open:
+            break
+
+
+def test_window_keeps_a_bounded_number_of_buckets() -> None:
+    """A long run of calls in failure-rate mode stores at most one bucket more than the window holds."""
+    config = CircuitBreakerConfig(window=10, min_calls=5)
+    state = BreakerState()
+    for i in range(100):
+        state, _ = transition(state, Event.SUCCESS, config, NOW + 0.7 * i)
+    assert len(state.window) <= WINDOW_BUCKETS + 1
+    assert sum(b[1] for b in state.window) <= 16  # about 10 s of calls, 0.7 s apart
