@@ -141,3 +141,39 @@ def test_redact_masks_secrets_and_caps_size():
     assert len(out["big"]) < 300
     many = redact({f"k{i}": "v" * 100 for i in range(100)}, limit=1000)
     assert len(many) < 20 and "…" in many
+
+
+async def test_errors_ride_in_the_transition_commit(clock):
+    """The engine writes error records inside the same commit as the transition: no extra store call."""
+    from multiagents.store.memory import MemoryStore
+
+    class CountingStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.commits = 0
+            self.error_writes = 0
+            self.errors_in_commits = 0
+
+        async def commit(self, transitions):
+            self.commits += 1
+            self.errors_in_commits += sum(len(t.errors) for t in transitions)
+            await super().commit(transitions)
+
+        async def record_errors(self, records):
+            self.error_writes += 1
+            await super().record_errors(records)
+
+    @worker("flaky")
+    async def flaky(ctx: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("down")
+
+    store = CountingStore()
+    wf = WorkflowBuilder("w").add_step("s", flaky, retry_policy=FAST).build()
+    async with Runtime(workflows=[wf], store=store, clock=clock) as rt:
+        tid = await rt.execute_workflow("w", {})
+        status = await clock.run_until(rt.wait(tid))
+    assert status["state"] == SagaState.FAILED
+    assert store.errors_in_commits == 3
+    assert store.error_writes == 0
+    # one commit per transition: start, three failures (the last one ends the workflow), two retry timers
+    assert store.commits == 6
