@@ -18,11 +18,25 @@ Invariants (checked by the hypothesis tests in tests/unit/test_machine_propertie
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 from multiagents.errors import ErrorCategory, ErrorInfo
+from multiagents.events import (
+    Cancel,
+    Dispatch,
+    Effect,
+    Event,
+    Finish,
+    RecordError,
+    Resume,
+    RetryCompensations,
+    Start,
+    Tick,
+    lease_grace,
+)
+from multiagents.history import attempt_entry, close_entry, ignored_entry, note
 from multiagents.messages import Command, Kind, Result
+from multiagents.outcomes import business_failure, compensation_refusal
 from multiagents.policy import compute_backoff
 from multiagents.state import Run, RunStatus, SagaState, StepRun, WorkflowInstance
 from multiagents.tracking import error_record
@@ -43,69 +57,6 @@ __all__ = [
     "lease_grace",
     "new_instance",
 ]
-
-
-# ---- events ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Begin a new instance."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time has passed: fire the leases and retries that are due."""
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    reason: str = "cancelled by request"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryCompensations:
-    """Try the failed compensations of a ``compensation_failed`` workflow again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Resume:
-    """The process restarted: attempts that were in flight died with it; dispatch them again."""
-
-
-Event: TypeAlias = "Start | Result | Tick | Cancel | RetryCompensations | Resume"
-
-
-# ---- effects --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    command: Command
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    state: SagaState
-
-
-@dataclass(frozen=True, slots=True)
-class RecordError:
-    """A failed attempt for the error tracker, stored in the same transaction as the transition."""
-
-    record: dict[str, Any]
-
-
-Effect: TypeAlias = "Dispatch | Finish | RecordError"
-
-
-def lease_grace(timeout: float) -> float:
-    """How long past an attempt's deadline the orchestrator waits before declaring it lost.
-
-    The worker enforces the timeout itself and reports it; the lease only has to catch workers
-    that died or messages that were lost, so it allows for the result's trip back.
-    """
-    return min(max(1.0, timeout * 0.1), 30.0)
 
 
 def new_instance(
@@ -138,7 +89,7 @@ def decide(
         if isinstance(event, Result):
             # A straggler after the end: record it, decide nothing.
             inst = instance.clone()
-            _note_ignored(inst, event, now, "arrived after the workflow finished")
+            inst.history.append(ignored_entry(event, now, "arrived after the workflow finished"))
             inst.version += 1
             inst.updated_at = now
             return inst, []
@@ -151,42 +102,6 @@ def decide(
     m.inst.version = instance.version + 1
     m.inst.updated_at = now
     return m.inst, m.effects
-
-
-def _note_ignored(inst: WorkflowInstance, r: Result, now: float, why: str) -> None:
-    inst.history.append(
-        {
-            "step": r.step,
-            "kind": r.kind.value,
-            "status": "ignored",
-            "attempt": None,
-            "attempt_id": r.attempt_id,
-            "started_at": r.started_at,
-            "completed_at": r.finished_at,
-            "error": r.error.to_dict() if r.error else None,
-            "reason": f"result of attempt {r.attempt_id} ignored: {why}",
-            "recorded_at": now,
-        }
-    )
-
-
-def _needs_person(output: dict[str, Any]) -> str | None:
-    """Why a compensation's returned output says it failed, or None if it says it succeeded.
-
-    The seed's compensations report failure in their output rather than by raising: at the top
-    (``compensation_status: "failed"``, ``requires_manual_intervention: True``) or per item one level
-    down (``failed_releases: [{..., "requires_manual_intervention": True}]``).
-    """
-    if output.get("compensation_status") == "failed":
-        return "the compensation reported compensation_status 'failed'"
-    if output.get("requires_manual_intervention") is True:
-        return "the compensation reported requires_manual_intervention"
-    for key, value in output.items():
-        items = value if isinstance(value, list) else [value]
-        flagged = [i for i in items if isinstance(i, dict) and i.get("requires_manual_intervention") is True]
-        if flagged:
-            return f"{len(flagged)} item(s) in {key!r} require manual intervention"
-    return None
 
 
 class _Machine:
@@ -226,7 +141,7 @@ class _Machine:
         run = None if sr is None else (sr.execution if r.kind is Kind.EXECUTE else sr.compensation)
         if run is None or run.status is not RunStatus.RUNNING or run.attempt_id != r.attempt_id:
             why = "unknown step" if sr is None else "a late or duplicate result for a superseded attempt"
-            _note_ignored(self.inst, r, self.now, why)
+            self.inst.history.append(ignored_entry(r, self.now, why))
             return
         assert sr is not None
         if r.kind is Kind.EXECUTE:
@@ -239,7 +154,7 @@ class _Machine:
         error = r.error
         if error is None:
             output = r.output or {}
-            error = self._fail_if(name, output)
+            error = business_failure(self.defn.steps[name], output)
             if error is None:
                 run.status, run.output, run.wake_at, run.error = RunStatus.DONE, output, None, None
                 self.inst.completion_order.append(name)
@@ -247,28 +162,6 @@ class _Machine:
                 return
             run.output = output
         self._execution_failed(name, sr, error, r.started_at, r.finished_at)
-
-    def _fail_if(self, name: str, output: dict[str, Any]) -> ErrorInfo | None:
-        predicate = self.defn.steps[name].fail_if
-        if predicate is None:
-            return None
-        try:
-            failed = bool(predicate(output))
-        except Exception as exc:
-            return ErrorInfo(
-                ErrorCategory.PERMANENT,
-                f"fail_if of step {name!r} raised {type(exc).__name__}: {exc}",
-                type(exc).__name__,
-            )
-        if not failed:
-            return None
-        detail = output.get("error") or output.get("status") or "fail_if matched the output"
-        return ErrorInfo(
-            ErrorCategory.PERMANENT,
-            f"step {name!r} failed: {detail}",
-            "StepFailed",
-            types=("StepFailed",),
-        )
 
     def _execution_failed(
         self, name: str, sr: StepRun, error: ErrorInfo, started: float | None, finished: float
@@ -303,7 +196,7 @@ class _Machine:
         assert run is not None
         if r.error is None:
             output = r.output or {}
-            flagged = _needs_person(output)
+            flagged = compensation_refusal(output)
             if flagged is not None:
                 # The compensation says a person must step in: retrying will not help.
                 message = output.get("error") or flagged
@@ -392,18 +285,7 @@ class _Machine:
             return
         self.changed = True
         self.inst.cancel_requested = True
-        self.inst.history.append(
-            {
-                "step": None,
-                "kind": "workflow",
-                "status": "cancel_requested",
-                "attempt": None,
-                "started_at": self.now,
-                "completed_at": self.now,
-                "error": None,
-                "reason": event.reason,
-            }
-        )
+        self.inst.history.append(note(None, "workflow", "cancel_requested", self.now, reason=event.reason))
         if not self.inst.winding_down:
             self._begin_rollback({"category": "cancelled", "message": event.reason, "step": None})
 
@@ -421,17 +303,7 @@ class _Machine:
                     False,
                 )
         self.inst.state = SagaState.COMPENSATING
-        self.inst.history.append(
-            {
-                "step": None,
-                "kind": "workflow",
-                "status": "compensation_retry_requested",
-                "attempt": None,
-                "started_at": self.now,
-                "completed_at": self.now,
-                "error": None,
-            }
-        )
+        self.inst.history.append(note(None, "workflow", "compensation_retry_requested", self.now))
 
     def _on_resume(self) -> None:
         for name, sr in self.inst.steps.items():
@@ -501,17 +373,9 @@ class _Machine:
             skipped = node.false_path if taken else node.true_path
             for step in skipped:
                 self.inst.steps[step.name].execution.status = RunStatus.SKIPPED
+                reason = f"{node.name} took the {'true' if taken else 'false'} path"
                 self.inst.history.append(
-                    {
-                        "step": step.name,
-                        "kind": Kind.EXECUTE.value,
-                        "status": "skipped",
-                        "attempt": 0,
-                        "started_at": self.now,
-                        "completed_at": self.now,
-                        "error": None,
-                        "reason": f"{node.name} took the {'true' if taken else 'false'} path",
-                    }
+                    note(step.name, Kind.EXECUTE.value, "skipped", self.now, attempt=0, reason=reason)
                 )
         return node.true_path if taken else node.false_path
 
@@ -578,18 +442,9 @@ class _Machine:
         run.parked = False
         run.attempt_id = f"{self.inst.transaction_id}:{name}:{kind.value}:{run.dispatches}"
         step = self.defn.steps[name]
+        worker = step.worker_name if kind is Kind.EXECUTE else step.compensation_name
         self.inst.history.append(
-            {
-                "step": name,
-                "kind": kind.value,
-                "status": "running",
-                "attempt": run.attempt,
-                "attempt_id": run.attempt_id,
-                "worker": step.worker_name if kind is Kind.EXECUTE else step.compensation_name,
-                "started_at": self.now,
-                "completed_at": None,
-                "error": None,
-            }
+            attempt_entry(name, kind.value, run.attempt, run.attempt_id, worker, self.now)
         )
         self._emit(name, kind, run.attempt, run.attempt_id)
 
@@ -611,18 +466,17 @@ class _Machine:
             worker = step.worker_name
             idempotency_key = f"{self.inst.transaction_id}:{name}"
         if redelivery:
+            why = "the attempt was in flight when the process stopped"
             self.inst.history.append(
-                {
-                    "step": name,
-                    "kind": kind.value,
-                    "status": "redispatched",
-                    "attempt": attempt,
-                    "attempt_id": attempt_id,
-                    "started_at": self.now,
-                    "completed_at": self.now,
-                    "error": None,
-                    "reason": "the attempt was in flight when the process stopped",
-                }
+                note(
+                    name,
+                    kind.value,
+                    "redispatched",
+                    self.now,
+                    attempt=attempt,
+                    attempt_id=attempt_id,
+                    reason=why,
+                )
             )
         self.effects.append(
             Dispatch(
@@ -653,25 +507,10 @@ class _Machine:
         error: ErrorInfo | None = None,
         next_attempt_at: float | None = None,
     ) -> None:
-        """Record how an attempt ended on its history entry (entries are replaced, never mutated)."""
-        history = self.inst.history
-        for i in range(len(history) - 1, -1, -1):
-            entry = history[i]
-            if entry.get("attempt_id") == attempt_id and entry["status"] == "running":
-                updated = {
-                    **entry,
-                    "status": status,
-                    "completed_at": finished,
-                    "error": None if error is None else error.to_dict(),
-                }
-                if started is not None:
-                    updated["worker_started_at"] = started
-                if next_attempt_at is not None:
-                    updated["next_attempt_at"] = next_attempt_at
-                history[i] = updated
-                if error is not None:
-                    self._record(entry, error, finished)
-                return
+        """Record how an attempt ended; a failure also goes to the error tracker."""
+        entry = close_entry(self.inst.history, attempt_id, status, started, finished, error, next_attempt_at)
+        if entry is not None and error is not None:
+            self._record(entry, error, finished)
 
     def _record(self, entry: dict[str, Any], error: ErrorInfo, at: float) -> None:
         self.effects.append(
