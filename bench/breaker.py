@@ -4,7 +4,8 @@
 
 In memory: the per-call overhead of ``await breaker.call(noop)``, of the ``@breaker`` decorator, and of the
 engine's ``allow()`` + ``record_success()`` pair, against a bare ``await noop()`` measured in the same run
-(best of five rounds; the target is under 5 µs). Redis: commands sent per call (counted on the client) and
+(best of five rounds; the target is under 5 µs), and what one full open -> half_open -> closed cycle costs
+with and without an ``on_transition`` callback. Redis: commands sent per call (counted on the client) and
 µs per call, next to a bare GET for the round trip itself. The Redis part is skipped when the server
 cannot be reached.
 """
@@ -21,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from multiagents.resilience import CircuitBreaker
+from multiagents import FakeClock
+from multiagents.resilience import BreakerTransition, CircuitBreaker
 
 ROUNDS = 5
 
@@ -76,6 +78,37 @@ async def memory(n: int) -> None:
         over = (per - base) * 1e6
         print(f"  {label:<30} {per * 1e6:7.3f} µs/call   overhead {over:6.3f} µs   x{per / base:.1f}")
     assert breaker.state == "closed" and (await breaker.snapshot())["failure_count"] == 0
+
+
+async def changes(n: int) -> None:
+    """Cycles of three state changes each (a failure opens, the probe half-opens and closes), so the cost
+    of recording a change, and of telling a callback, shows against the same cycle without one."""
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    heard: list[int] = []
+
+    def hook(change: BreakerTransition) -> None:
+        heard.append(1)
+
+    print(f"\nin-memory breaker, state changes ({n} cycles of 3 changes, best of {ROUNDS}):")
+    for label, on_transition in (("no callback", None), ("on_transition set", hook)):
+        clock = FakeClock()
+        breaker = CircuitBreaker(
+            "bench-cycle", failure_threshold=1, recovery_timeout=1, clock=clock, on_transition=on_transition
+        )
+
+        async def cycle(k: int, breaker: CircuitBreaker = breaker, clock: FakeClock = clock) -> None:
+            for _ in range(k):
+                with contextlib.suppress(ConnectionError):
+                    await breaker.call(down)
+                clock.sleep_sync(1)
+                await breaker.call(noop)
+
+        per = await best(cycle, n)
+        print(f"  {label:<30} {per * 1e6:7.3f} µs/cycle")
+    assert len(heard) == 3 * ROUNDS * n
 
 
 def reachable(url: str) -> bool:
@@ -159,6 +192,7 @@ async def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
     args = parser.parse_args()
     await memory(args.calls)
+    await changes(max(args.calls // 10, 1))
     await shared(args.redis, args.redis_calls)
 
 

@@ -248,7 +248,11 @@ class Engine:
         if self.breakers is not None and any(c.circuit_breaker for c in sends):
             sends = await self._gate(sends, now)
         if sends:
-            await self.bus.send_commands(sends)
+            try:
+                await self.bus.send_commands(sends)
+            except BaseException:
+                await self._release_probes(sends)
+                raise
         for tid, inst in changed.items():
             self._schedule(tid, inst.wake_at)
         for fut, tid in replies:
@@ -265,6 +269,15 @@ class Engine:
             inst_now = self.live.get(tid)
             if inst_now is not None and inst_now.is_terminal:
                 self.live.pop(tid, None)
+
+    async def _release_probes(self, unsent: list[Command]) -> None:
+        """Commands that were let through a half-open breaker but never sent give their slot back."""
+        if self.breakers is not None:
+            registry = self.breakers
+            await asyncio.gather(
+                *(registry.get(c.circuit_breaker).release() for c in unsent if c.circuit_breaker),
+                return_exceptions=True,
+            )
 
     async def _gate(self, commands: list[Command], now: float) -> list[Command]:
         """Hold back commands whose circuit breaker is open: they are parked, not sent.

@@ -26,7 +26,8 @@ from multiagents.errors import (
 from multiagents.machine import Cancel, RetryCompensations, new_instance
 from multiagents.messages import DEFAULT_MAX_PAYLOAD, check_json
 from multiagents.policy import seconds
-from multiagents.resilience.breaker import BreakerRegistry, BreakerStore, CircuitBreaker
+from multiagents.resilience import BreakerTransition
+from multiagents.resilience.breaker import BreakerRegistry, BreakerStore, CircuitBreaker, CircuitState
 from multiagents.state import SagaState
 from multiagents.status import describe
 from multiagents.store import Store, open_store
@@ -91,7 +92,9 @@ class Runtime:
         self.breakers = (
             breakers
             if isinstance(breakers, BreakerRegistry)
-            else BreakerRegistry(breakers, store=breaker_store, clock=self.clock)
+            else BreakerRegistry(
+                breakers, store=breaker_store, clock=self.clock, on_transition=self._breaker_changed
+            )
         )
         self._pool = WorkerPool(
             self.bus, self.clock, registered.values(), max_payload=max_payload, breakers=self.breakers
@@ -245,6 +248,25 @@ class Runtime:
         if blocked:
             status["blocked"] = blocked
         return status
+
+    def _breaker_changed(self, change: BreakerTransition) -> None:
+        """A breaker this process drives opened: the error tracker records it (high severity)."""
+        if change.new is not CircuitState.OPEN:
+            return
+        self.error_tracker.record_error(
+            {
+                "id": f"breaker:{change.breaker}:{change.at}",
+                "recorded_at": change.at,
+                "error_type": "circuit_opened",
+                "category": "circuit_open",
+                "worker_name": change.breaker,
+                "severity": "high",
+                "error_message": (
+                    f"circuit breaker {change.breaker!r} opened ({change.old.value} -> open) after "
+                    f"{change.failure_count} failures; it half-opens in {change.retry_after or 0:g}s"
+                ),
+            }
+        )
 
     async def _needs_attention(self) -> list[dict[str, Any]]:
         return await self.list_workflows(state=SagaState.COMPENSATION_FAILED, limit=1000)

@@ -32,6 +32,8 @@ class BreakerHook(Protocol):
 
     async def record_failure(self, exc: BaseException | None, duration: float = 0.0) -> None: ...
 
+    async def release(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class StepInfo:
@@ -158,6 +160,10 @@ class Worker:
         began = clock.now()
         try:
             raw = await clock.wait_for(self._invoke(arg, clock), timeout)
+        except asyncio.CancelledError:
+            # Neither a success nor a failure of the service: give back a half-open probe slot.
+            await asyncio.shield(breaker.release())
+            raise
         except Exception as exc:
             await breaker.record_failure(exc, clock.now() - began)
             raise

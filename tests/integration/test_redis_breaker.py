@@ -14,7 +14,7 @@ import pytest
 
 from multiagents import FakeClock
 from multiagents.errors import CircuitBreakerOpenError
-from multiagents.resilience import CircuitBreaker, CircuitState
+from multiagents.resilience import BreakerTransition, CircuitBreaker, CircuitState
 
 pytestmark = pytest.mark.integration
 
@@ -280,3 +280,56 @@ async def test_admitting_and_recording_on_one_object_costs_one_round_trip(
         assert await breaker.allow() is None
         await breaker.record_success(0.01)
     assert sent == ["GET"] * 20
+
+
+async def test_each_client_notifies_only_the_changes_it_made(
+    redis_client: Any, second_client: Any, unique_name: str, cleanup: None
+) -> None:
+    """A opens the breaker and alone hears closed -> open; B, seeing it open, hears nothing until its own
+    probe half-opens and closes it; of forty racing admissions exactly one reports open -> half_open."""
+    clock = FakeClock()
+    heard: dict[str, list[BreakerTransition]] = {"a": [], "b": []}
+    a = shared(unique_name, redis_client, clock, half_open_max_calls=2, on_transition=heard["a"].append)
+    b = shared(unique_name, second_client, clock, half_open_max_calls=2, on_transition=heard["b"].append)
+    for _ in range(3):
+        await fail_once(a)
+    assert [(t.old, t.new, t.retry_after) for t in heard["a"]] == [
+        (CircuitState.CLOSED, CircuitState.OPEN, 60.0)
+    ]
+    assert await b.allow() == pytest.approx(60)
+    assert heard["b"] == []
+    await clock.advance(60)
+    assert await b.call(asyncio.sleep, 0, "probe") == "probe"
+    assert [(t.old, t.new) for t in heard["b"]] == [
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
+    ]
+    assert len(heard["a"]) == 1
+    assert [t["new"] for t in (await a.snapshot())["transitions"]] == ["open"]
+    for _ in range(3):
+        await fail_once(a)
+    await clock.advance(60)
+    heard["a"].clear()
+    heard["b"].clear()
+    answers = await asyncio.gather(*(x.allow() for _ in range(20) for x in (a, b)))
+    assert sum(r is None for r in answers) == 2
+    assert [(t.old, t.new) for t in heard["a"] + heard["b"]] == [(CircuitState.OPEN, CircuitState.HALF_OPEN)]
+
+
+async def test_release_by_another_client_frees_the_probe_slot(
+    redis_client: Any, second_client: Any, unique_name: str, cleanup: None
+) -> None:
+    """The orchestrator admits the probe, the worker (another client) releases it after a cancellation:
+    the breaker stays half-open with its count and the orchestrator's next allow() is admitted."""
+    clock = FakeClock()
+    orchestrator = shared(unique_name, redis_client, clock)
+    worker = shared(unique_name, second_client, clock)
+    for _ in range(3):
+        await worker.record_failure(ConnectionError("down"))
+    await clock.advance(60)
+    assert await orchestrator.allow() is None  # the probe
+    assert await orchestrator.allow() == pytest.approx(60)
+    await worker.release()
+    snap = await orchestrator.snapshot()
+    assert (snap["state"], snap["failure_count"], snap["half_open_in_flight"]) == ("half_open", 3, 0)
+    assert await orchestrator.allow() is None

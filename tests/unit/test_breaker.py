@@ -19,6 +19,7 @@ from multiagents.errors import CircuitBreakerOpenError, DefinitionError
 from multiagents.resilience import (
     BreakerRegistry,
     BreakerState,
+    BreakerTransition,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitState,
@@ -27,6 +28,7 @@ from multiagents.resilience import (
     transition,
 )
 from multiagents.resilience.breaker import WINDOW_BUCKETS
+from multiagents.resilience.notifications import HISTORY
 
 
 class Boom(Exception):
@@ -417,6 +419,239 @@ def test_durations_accept_timedelta_and_types_accept_tuples() -> None:
     assert config.expected_exception == (ConnectionError, TimeoutError)
     with pytest.raises(DefinitionError, match="name"):
         CircuitBreaker("")
+
+
+# -- transition notifications --------------------------------------------------------------------
+
+
+def listen() -> tuple[list[BreakerTransition], Any]:
+    seen: list[BreakerTransition] = []
+    return seen, seen.append
+
+
+async def test_opening_notifies_once_with_the_time_until_half_open(clock: FakeClock) -> None:
+    """The threshold-th failure notifies closed -> open once, with the count, the time and retry_after 60;
+    refused calls after it notify nothing."""
+    seen, hook = listen()
+    breaker = make(clock, on_transition=hook)
+    await fail_times(breaker, 2)
+    assert seen == []
+    await clock.advance(5)
+    await fail_times(breaker, 1)
+    opened = BreakerTransition(
+        "payment_service", CircuitState.CLOSED, CircuitState.OPEN, 3, clock.now(), retry_after=60.0
+    )
+    assert seen == [opened]
+    await clock.advance(10)
+    for _ in range(3):
+        with pytest.raises(CircuitBreakerOpenError):
+            await breaker.call(ok)
+    assert await breaker.allow() == pytest.approx(50)
+    assert seen == [opened]
+    assert breaker.transitions == [opened]
+    assert (await breaker.snapshot())["transitions"] == [opened.to_dict()]
+
+
+async def test_probe_success_notifies_half_open_then_closed(clock: FakeClock) -> None:
+    """After recovery a successful probe notifies open -> half_open as it is let through, then
+    half_open -> closed when it returns; neither carries a retry_after."""
+    seen, hook = listen()
+    breaker = make(clock, on_transition=hook)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+    states_during_probe: list[CircuitState] = []
+
+    async def probe() -> str:
+        states_during_probe.append(breaker.state)
+        return "ok"
+
+    assert await breaker.call(probe) == "ok"
+    assert states_during_probe == [CircuitState.HALF_OPEN]
+    assert [(t.old, t.new) for t in seen] == [
+        (CircuitState.CLOSED, CircuitState.OPEN),
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
+    ]
+    assert [(t.at, t.retry_after, t.failure_count) for t in seen[1:]] == [
+        (clock.now(), None, 3),
+        (clock.now(), None, 0),
+    ]
+    assert breaker.transitions == seen
+
+
+async def test_probe_failure_notifies_half_open_to_open_with_a_fresh_retry_after(clock: FakeClock) -> None:
+    """A failed probe notifies half_open -> open with the full recovery_timeout as retry_after."""
+    seen, hook = listen()
+    breaker = make(clock, on_transition=hook)
+    await fail_times(breaker, 3)
+    await clock.advance(75)
+    await fail_times(breaker, 1)
+    assert seen[-1] == BreakerTransition(
+        "payment_service", CircuitState.HALF_OPEN, CircuitState.OPEN, 4, clock.now(), retry_after=60.0
+    )
+    assert len(seen) == 3
+
+
+async def test_a_raising_callback_is_logged_and_never_breaks_a_call(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback that raises: call() still raises the service's own error, opens, refuses and later closes
+    the breaker; each failure of the callback is logged with its traceback."""
+
+    def broken(change: BreakerTransition) -> None:
+        raise RuntimeError(f"listener down on {change.new}")
+
+    breaker = make(clock, on_transition=broken)
+    with caplog.at_level("ERROR", logger="multiagents.breaker"):
+        await fail_times(breaker, 3)  # the third one opens the breaker and runs the callback
+        with pytest.raises(CircuitBreakerOpenError):
+            await breaker.call(ok)
+        await clock.advance(60)
+        assert await breaker.call(ok) == "ok"
+    assert breaker.state is CircuitState.CLOSED
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError] * 3
+    assert "payment_service" in caplog.records[0].getMessage()
+    assert len(breaker.transitions) == 3  # the history is kept even when the callback fails
+
+
+def test_sync_decorated_function_notifies_too(clock: FakeClock) -> None:
+    """A sync function guarded with @breaker notifies closed -> open from the sync path."""
+    seen, hook = listen()
+    breaker = make(clock, failure_threshold=1, on_transition=hook)
+
+    @breaker
+    def lookup() -> None:
+        raise Boom()
+
+    with pytest.raises(Boom):
+        lookup()
+    assert [(t.old, t.new, t.retry_after) for t in seen] == [(CircuitState.CLOSED, CircuitState.OPEN, 60.0)]
+
+
+async def test_registry_callback_is_inherited_unless_a_breaker_has_its_own(clock: FakeClock) -> None:
+    """A breaker without a callback and one made by get() notify the registry's; one with its own, its own."""
+    shared_seen, shared_hook = listen()
+    own_seen, own_hook = listen()
+    plain = CircuitBreaker("a", failure_threshold=1, clock=clock)
+    pinned = CircuitBreaker("b", failure_threshold=1, clock=clock, on_transition=own_hook)
+    registry = BreakerRegistry(
+        [plain, pinned],
+        clock=clock,
+        defaults=CircuitBreakerConfig(failure_threshold=1),
+        on_transition=shared_hook,
+    )
+    made = registry.get("c")
+    for breaker in (plain, pinned, made):
+        await breaker.record_failure(Boom())
+    assert [t.breaker for t in shared_seen] == ["a", "c"]
+    assert [t.breaker for t in own_seen] == ["b"]
+
+
+def test_an_async_or_non_callable_callback_is_refused() -> None:
+    """on_transition is called synchronously: an async function or a non-callable raises DefinitionError."""
+
+    async def later(change: BreakerTransition) -> None:
+        return None
+
+    with pytest.raises(DefinitionError, match="on_transition"):
+        CircuitBreaker("svc", on_transition=later)
+    with pytest.raises(DefinitionError, match="on_transition"):
+        BreakerRegistry(on_transition="print")  # type: ignore[arg-type]
+
+
+async def test_history_keeps_only_the_last_changes(clock: FakeClock) -> None:
+    """After many open/half-open/close cycles the breaker keeps the last HISTORY changes, newest last."""
+    breaker = make(clock, failure_threshold=1, recovery_timeout=1)
+    for _ in range(HISTORY):  # three changes each
+        await fail_times(breaker, 1)
+        await clock.advance(1)
+        await breaker.call(ok)
+    kept = breaker.transitions
+    assert len(kept) == HISTORY
+    assert (kept[-1].old, kept[-1].new, kept[-1].at) == (
+        CircuitState.HALF_OPEN,
+        CircuitState.CLOSED,
+        clock.now(),
+    )
+    assert len((await breaker.snapshot())["transitions"]) == HISTORY
+
+
+# -- releasing a probe ---------------------------------------------------------------------------
+
+
+async def test_release_frees_the_probe_slot_without_a_verdict(clock: FakeClock) -> None:
+    """A probe admitted by allow() and released leaves the breaker half-open with its count, and the next
+    caller gets the slot at once instead of after recovery_timeout."""
+    seen, hook = listen()
+    breaker = make(clock, on_transition=hook)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+    assert await breaker.allow() is None  # the probe
+    assert await breaker.allow() == pytest.approx(60)  # its slot is taken
+    await breaker.release()
+    assert (breaker.state, breaker.failure_count) == (CircuitState.HALF_OPEN, 3)
+    assert await breaker.allow() is None  # the freed slot, without waiting
+    assert await breaker.allow() is not None  # and only one
+    assert [t.new for t in seen] == [CircuitState.OPEN, CircuitState.HALF_OPEN]
+
+
+async def test_release_outside_half_open_changes_nothing(clock: FakeClock) -> None:
+    """release() on a closed breaker with failures, or an open one, writes nothing and keeps the count."""
+    store = MemoryBreakerStore()
+    breaker = CircuitBreaker("svc", failure_threshold=3, store=store, clock=clock)
+    await fail_times(breaker, 2)
+    version = store.peek("svc").version
+    await breaker.release()
+    assert (store.peek("svc").version, breaker.failure_count) == (version, 2)
+    await fail_times(breaker, 1)
+    opened = store.peek("svc")
+    await breaker.release()
+    assert store.peek("svc") == opened
+
+
+async def test_a_cancelled_probe_released_by_its_caller_frees_the_slot(clock: FakeClock) -> None:
+    """The engine's split: allow() admits a probe, the worker's task is cancelled and its caller releases;
+    the next dispatch is admitted at once."""
+    breaker = make(clock)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+    started = asyncio.Event()
+
+    async def guarded_worker() -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()  # the call hangs until cancelled
+        except asyncio.CancelledError:
+            await breaker.release()
+            raise
+
+    assert await breaker.allow() is None
+    task = asyncio.ensure_future(guarded_worker())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await breaker.allow() is None
+
+
+async def test_a_cancelled_call_frees_its_probe_slot(clock: FakeClock) -> None:
+    """A probe made through call() whose task is cancelled frees its slot and counts nothing."""
+    breaker = make(clock)
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+    started = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(breaker.call(hang))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (breaker.state, breaker.failure_count) == (CircuitState.HALF_OPEN, 3)
+    assert await breaker.allow() is None
 
 
 # -- the seed's usage ----------------------------------------------------------------------------

@@ -47,6 +47,8 @@ async def test_open_breaker_parks_the_step_without_spending_attempts(make_runtim
         (3, "completed"),
     ]
     assert summary["error_counts_by_type"]["circuit_open"] >= 1
+    assert summary["error_counts_by_type"]["circuit_opened"] == 1  # the breaker's own transition
+    assert [t["new"] for t in parked["breakers"]["payment_service"]["transitions"]] == ["open"]
     assert breaker.state == CircuitState.CLOSED
 
 

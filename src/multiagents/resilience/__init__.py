@@ -5,19 +5,19 @@ The Redis-backed store lives in :mod:`multiagents.resilience.redis_breaker` and 
 so that importing this package never needs the redis client.
 """
 
-from multiagents.resilience.breaker import (
-    BreakerRegistry,
+from multiagents.resilience.circuit import CircuitBreaker
+from multiagents.resilience.notifications import BreakerTransition
+from multiagents.resilience.registry import BreakerRegistry
+from multiagents.resilience.retry import RetryEvent, retry, retry_on_failure, retrying
+from multiagents.resilience.stores import BreakerStore, MemoryBreakerStore
+from multiagents.resilience.transitions import (
     BreakerState,
-    BreakerStore,
-    CircuitBreaker,
     CircuitBreakerConfig,
     CircuitState,
     Decision,
     Event,
-    MemoryBreakerStore,
     transition,
 )
-from multiagents.resilience.retry import RetryEvent, retry, retry_on_failure, retrying
 
 __all__ = [
     # in-process retries (the same RetryPolicy as durable step retries)
@@ -30,6 +30,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitState",
+    "BreakerTransition",
     # state and its stores
     "BreakerState",
     "BreakerStore",

@@ -1,7 +1,7 @@
 """Circuit breaker state in Redis, shared by every process that names the same breaker.
 
 Each breaker is one JSON document under ``multiagents:breaker:<name>`` (the prefix is configurable)
-holding a :class:`~multiagents.resilience.breaker.BreakerState` and its ``version``. ``apply`` computes
+holding a :class:`~multiagents.resilience.transitions.BreakerState` and its ``version``. ``apply`` computes
 the transition in Python and writes it with a small Lua compare-and-set: the new document is stored only
 if the version is still the one the transition started from; otherwise the script answers with the
 current document, the transition is computed again on it, and the write retried (a bounded number of
@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from multiagents._json import dumps, loads
 from multiagents.errors import ConcurrencyConflict, StoreError
-from multiagents.resilience.breaker import INITIAL, BreakerState
+from multiagents.resilience.transitions import INITIAL, BreakerState
 
 try:
     import redis.asyncio as aioredis
