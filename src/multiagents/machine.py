@@ -37,7 +37,7 @@ from multiagents.events import (
 from multiagents.history import attempt_entry, close_entry, ignored_entry, note
 from multiagents.messages import Command, Kind, Result
 from multiagents.outcomes import business_failure, compensation_refusal
-from multiagents.policy import compute_backoff
+from multiagents.policy import RetryPolicy, compute_backoff
 from multiagents.state import Run, RunStatus, SagaState, StepRun, WorkflowInstance
 from multiagents.tracking import error_record
 from multiagents.workflow import Conditional, Parallel, Step, WorkflowDefinition
@@ -167,29 +167,43 @@ class _Machine:
         self, name: str, sr: StepRun, error: ErrorInfo, started: float | None, finished: float
     ) -> None:
         run = sr.execution
-        run.error = error.to_dict()
-        policy = self.defn.steps[name].effective_policy()
         if self.inst.winding_down:
             # Rolling back already: an in-flight attempt that fails now is not retried.
-            run.status, run.wake_at = RunStatus.FAILED, None
+            run.error, run.status, run.wake_at = error.to_dict(), RunStatus.FAILED, None
             self._close_entry(run.attempt_id, "failed", started, finished, error)
             return
+        policy = self.defn.steps[name].effective_policy()
+        if self._after_failure(
+            run, error, policy, policy.should_retry(error, run.attempt), started, finished
+        ):
+            self._begin_rollback({**error.to_dict(), "step": name, "attempt": run.attempt})
+
+    def _after_failure(
+        self,
+        run: Run,
+        error: ErrorInfo,
+        policy: RetryPolicy,
+        may_retry: bool,
+        started: float | None,
+        finished: float,
+    ) -> bool:
+        """Park the run behind an open breaker, schedule its retry, or give up; True if it gave up."""
+        run.error = error.to_dict()
         if error.category is ErrorCategory.CIRCUIT_OPEN:
             # Not the step's fault: wait for the breaker without spending an attempt.
             run.attempt -= 1
-            run.status, run.parked = RunStatus.WAITING, True
-            delay = error.retry_after if error.retry_after is not None else policy.initial_interval
-            run.wake_at = self.now + float(delay)  # type: ignore[arg-type]
+            delay = error.retry_after if error.retry_after is not None else policy.initial_seconds
+            run.status, run.parked, run.wake_at = RunStatus.WAITING, True, self.now + delay
             self._close_entry(run.attempt_id, "parked", started, finished, error, run.wake_at)
-            return
-        if policy.should_retry(error, run.attempt):
+            return False
+        if may_retry:
             delay = compute_backoff(policy, run.attempt, self.rng, error.retry_after)
             run.status, run.parked, run.wake_at = RunStatus.WAITING, False, self.now + delay
             self._close_entry(run.attempt_id, "failed", started, finished, error, run.wake_at)
-            return
+            return False
         run.status, run.wake_at = RunStatus.FAILED, None
         self._close_entry(run.attempt_id, "failed", started, finished, error)
-        self._begin_rollback({**error.to_dict(), "step": name, "attempt": run.attempt})
+        return True
 
     def _on_compensation_result(self, name: str, sr: StepRun, r: Result) -> None:
         run = sr.compensation
@@ -219,25 +233,13 @@ class _Machine:
     ) -> None:
         run = self.inst.steps[name].compensation
         assert run is not None
-        run.error = error.to_dict()
         policy = self.defn.steps[name].effective_policy(kind_compensate=True)
-        if error.category is ErrorCategory.CIRCUIT_OPEN:
-            run.attempt -= 1
-            run.status, run.parked = RunStatus.WAITING, True
-            delay = error.retry_after if error.retry_after is not None else policy.initial_interval
-            run.wake_at = self.now + float(delay)  # type: ignore[arg-type]
-            self._close_entry(run.attempt_id, "parked", started, finished, error, run.wake_at)
-        elif error.category is not ErrorCategory.VALIDATION and (
+        # Compensations retry unexpected errors too: giving up means a person has to clean up.
+        may_retry = error.category is not ErrorCategory.VALIDATION and (
             policy.should_retry(error, run.attempt)
             or (error.category is ErrorCategory.UNEXPECTED and run.attempt < policy.max_attempts)
-        ):
-            # Compensations retry unexpected errors too: giving up means a person has to clean up.
-            delay = compute_backoff(policy, run.attempt, self.rng, error.retry_after)
-            run.status, run.parked, run.wake_at = RunStatus.WAITING, False, self.now + delay
-            self._close_entry(run.attempt_id, "failed", started, finished, error, run.wake_at)
-        else:
-            run.status, run.wake_at = RunStatus.FAILED, None
-            self._close_entry(run.attempt_id, "failed", started, finished, error)
+        )
+        self._after_failure(run, error, policy, may_retry, started, finished)
 
     def _on_tick(self) -> None:
         # Expired leases first: one that ends the saga must keep a retry due in the same tick from
