@@ -1,12 +1,22 @@
 """Section 6 of the error-handling patterns: recording every failure in one place and summarising it.
 
-``ErrorTracker``, the global ``error_tracker``, ``error_reporting_worker`` and ``risky_operation`` are the
-seed's code. ``datetime.utcnow()`` (deprecated since Python 3.12, and naive) became ``datetime.now(UTC)``
-in all three places, so ``recorded_at`` is timezone-aware and the one-hour window in
-``get_error_summary`` compares aware times with aware times.
+The seed writes its own ``ErrorTracker``; here it is the framework's (``from multiagents import
+ErrorTracker``), whose standalone form keeps the seed's interface: ``record_error(dict)`` and
+``get_error_summary()`` with the seed's keys (``total_errors``, ``recent_errors_1h``, ``error_rates``,
+``top_error_patterns``, ``error_counts_by_type``). The global ``error_tracker``,
+``error_reporting_worker`` and ``risky_operation`` are the seed's code, unchanged.
 
-Each failure is recorded exactly once: a ``ValueError`` is a validation failure and a
-``WorkerExecutionError`` is permanent, so the engine retries neither.
+The seed's worker records what it catches, by hand. A Runtime keeps a tracker of its own,
+``rt.error_tracker``, to which the engine records every failed attempt and failed compensation without
+any code in the worker, in the seed's vocabulary (``error_type`` validation_error, connection_error,
+unexpected_error, ...; ``severity`` medium, high, critical), in the store next to the workflows: a
+Runtime started later on the same store reports the same summary.
+
+The two trackers see different things. The seed's worker knows the cause of each failure before it
+wraps it in ``WorkerExecutionError``; the engine sees only what the worker raised, so it records the
+two wrapped failures as ``permanent_error``. :func:`plain_risky_worker` runs the same
+``risky_operation`` with no error handling at all: the engine then records ``connection_error`` once
+per attempt (it is transient, so retried three times) and ``unexpected_error`` for the ``RuntimeError``.
 
 Run it from the project root: ``python -m examples.error_tracking`` (or ``python examples/error_tracking.py``).
 """
@@ -18,71 +28,12 @@ Run it from the project root: ``python -m examples.error_tracking`` (or ``python
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any, Dict
 
-from multiagents import Runtime, WorkflowBuilder, WorkflowDefinition, worker
+from multiagents import Clock, ErrorTracker, RetryPolicy, Runtime, WorkflowBuilder, WorkflowDefinition, worker
 from multiagents.core.exceptions import WorkerExecutionError
 
 # ---- the seed's code ----------------------------------------------------------------------------
-
-
-# Centralized error tracking and reporting
-class ErrorTracker:
-    """Track and analyze errors across workflows."""
-
-    def __init__(self):
-        self.errors = []
-        self.error_counts = {}
-        self.error_patterns = {}
-
-    def record_error(self, error_info: Dict[str, Any]):
-        """Record an error occurrence."""
-        self.errors.append({**error_info, "recorded_at": datetime.now(UTC).isoformat()})
-
-        # Update error counts
-        error_type = error_info.get("error_type", "unknown")
-        self.error_counts[error_type] = self.error_counts.get(error_type, 0) + 1
-
-        # Update error patterns
-        worker_name = error_info.get("worker_name", "unknown")
-        pattern_key = f"{worker_name}:{error_type}"
-        self.error_patterns[pattern_key] = self.error_patterns.get(pattern_key, 0) + 1
-
-    def get_error_summary(self) -> Dict[str, Any]:
-        """Get error summary report."""
-        total_errors = len(self.errors)
-
-        if total_errors == 0:
-            return {"status": "no_errors", "total_errors": 0}
-
-        # Calculate error rates by type
-        error_rates = {
-            error_type: (count / total_errors) * 100 for error_type, count in self.error_counts.items()
-        }
-
-        # Find most problematic patterns
-        top_patterns = sorted(self.error_patterns.items(), key=lambda x: x[1], reverse=True)[:5]
-
-        # Recent error trend
-        recent_errors = [
-            error
-            for error in self.errors
-            if (
-                datetime.now(UTC) - datetime.fromisoformat(error["recorded_at"].replace("Z", "+00:00"))
-            ).total_seconds()
-            < 3600
-        ]
-
-        return {
-            "total_errors": total_errors,
-            "recent_errors_1h": len(recent_errors),
-            "error_rates": error_rates,
-            "top_error_patterns": top_patterns,
-            "error_counts_by_type": self.error_counts,
-            "summary_generated_at": datetime.now(UTC).isoformat(),
-        }
-
 
 # Global error tracker
 error_tracker = ErrorTracker()
@@ -152,45 +103,103 @@ def risky_operation(data):
     return f"Processed: {data}"
 
 
+# ---- the same operation with no error handling -------------------------------------------------
+
+
+@worker("plain_risky_worker")
+async def plain_risky_worker(context: Dict[str, Any]) -> Dict[str, Any]:
+    """risky_operation and nothing else: whatever it raises reaches the engine, which records it."""
+    return {"result": risky_operation(context["data"]), "status": "success"}
+
+
 # ---- running it ---------------------------------------------------------------------------------
 
-WORKERS = [error_reporting_worker]
+WORKERS = [error_reporting_worker, plain_risky_worker]
 INPUTS = ["ok", "", "connection_fail", "unexpected"]
+# Short waits, so that the demo's three attempts at a connection failure take a fraction of a second.
+PLAIN_POLICY = RetryPolicy(max_attempts=3, initial_interval=0.1, backoff_coefficient=2, jitter=0)
 
 
 def create_reporting_workflow() -> WorkflowDefinition:
     return WorkflowBuilder("report_errors").add_step("risky", error_reporting_worker).build()
 
 
-async def main(store: str = "memory://") -> dict[str, Any]:
-    """Run the worker on each of :data:`INPUTS`; returns each run's outcome and the tracker's summary."""
+def create_plain_workflow() -> WorkflowDefinition:
+    return (
+        WorkflowBuilder("plain_risky")
+        .add_step("risky", plain_risky_worker, retry_policy=PLAIN_POLICY)
+        .build()
+    )
+
+
+def create_workflows() -> list[WorkflowDefinition]:
+    return [create_reporting_workflow(), create_plain_workflow()]
+
+
+def summarise(status: dict[str, Any]) -> dict[str, Any]:
+    error = status["error"] or {}
+    return {
+        "state": status["state"].value,
+        "attempts": status["steps"]["risky"]["attempts"],
+        "result": (status["step_results"].get("risky") or {}).get("result"),
+        "error_category": error.get("category"),
+        "error": error.get("message"),
+    }
+
+
+def engine_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an engine record worth showing; the full record also has the traceback and context."""
+    keys = ("workflow_id", "step", "worker_name", "attempt", "error_type", "severity", "error_message")
+    return {key: record[key] for key in keys}
+
+
+async def main(store: str = "memory://", clock: Clock | None = None) -> dict[str, Any]:
+    """Run both workflows on each of :data:`INPUTS`; returns the runs, the seed tracker's summary, and
+    the engine's records (run by run, attempt by attempt) and summary.
+
+    With a ``FakeClock`` (in tests, ``clock.run_until(main(clock=clock))``) the retries take no time.
+    """
+    global error_tracker
     # Start from an empty tracker, so that running main twice does not count twice.
-    error_tracker.__init__()
-    wf = create_reporting_workflow()
-    runs: dict[str, dict[str, Any]] = {}
-    async with Runtime(workers=WORKERS, workflows=[wf], store=store) as rt:
-        for data in INPUTS:
-            status = await rt.run(wf.id, {"data": data})
-            error = status["error"] or {}
-            runs[data] = {
-                "state": status["state"].value,
-                "attempts": status["steps"]["risky"]["attempts"],
-                "result": (status["step_results"].get("risky") or {}).get("result"),
-                "error_category": error.get("category"),
-                "error": error.get("message"),
-            }
-    return {"runs": runs, "summary": error_tracker.get_error_summary()}
+    error_tracker = ErrorTracker()
+    runs: dict[str, dict[str, dict[str, Any]]] = {"report_errors": {}, "plain_risky": {}}
+    async with Runtime(workers=WORKERS, workflows=create_workflows(), store=store, clock=clock) as rt:
+        records: list[dict[str, Any]] = []
+        for workflow_id, by_input in runs.items():
+            for data in INPUTS:
+                status = await rt.run(workflow_id, {"data": data})
+                by_input[data] = summarise(status)
+                found = await rt.error_tracker.query(transaction_id=status["transaction_id"])
+                records += [engine_record(r) for r in sorted(found, key=lambda r: r["attempt"])]
+        engine_summary = rt.error_tracker.get_error_summary()
+    return {
+        "runs": runs,
+        "summary": error_tracker.get_error_summary(),
+        "engine_records": records,
+        "engine_summary": engine_summary,
+    }
+
+
+def print_tracker_summary(title: str, summary: dict[str, Any]) -> None:
+    print(f"{title}: {summary['total_errors']} error(s) (last hour: {summary.get('recent_errors_1h', 0)})")
+    for error_type, rate in summary.get("error_rates", {}).items():
+        print(f"    {error_type}: {summary['error_counts_by_type'][error_type]} ({rate:.0f}%)")
+    print(f"    top patterns: {summary.get('top_error_patterns', [])}")
 
 
 def print_summary(outcome: dict[str, Any]) -> None:
-    for data, run in outcome["runs"].items():
-        detail = run["result"] or f"[{run['error_category']}] {run['error']}"
-        print(f"data={data!r}: {run['state']} after {run['attempts']} attempt(s): {detail}")
-    summary = outcome["summary"]
-    print(f"errors recorded: {summary['total_errors']} (last hour: {summary['recent_errors_1h']})")
-    for error_type, rate in summary["error_rates"].items():
-        print(f"    {error_type}: {summary['error_counts_by_type'][error_type]} ({rate:.0f}%)")
-    print(f"top patterns: {summary['top_error_patterns']}")
+    for workflow_id, by_input in outcome["runs"].items():
+        print(f"{workflow_id}:")
+        for data, run in by_input.items():
+            detail = run["result"] or f"[{run['error_category']}] {run['error']}"
+            print(f"    data={data!r}: {run['state']} after {run['attempts']} attempt(s): {detail}")
+    print_tracker_summary("recorded by the seed's worker (error_tracker)", outcome["summary"])
+    print_tracker_summary("recorded by the engine (rt.error_tracker)", outcome["engine_summary"])
+    for r in outcome["engine_records"]:
+        print(
+            f"    {r['workflow_id']}/{r['step']} attempt {r['attempt']} ({r['worker_name']}): "
+            f"{r['error_type']}, {r['severity']}: {r['error_message']}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,25 +1,32 @@
 """Section 3 of the error-handling patterns: calling an external service that fails in many ways.
 
-``retry_on_failure``, ``external_service_caller``, ``call_external_service`` and the three exceptions are
-the seed's code, with these changes:
+``external_service_caller``, ``call_external_service`` and the three exceptions are the seed's code. The
+seed's hand-written ``retry_on_failure`` is gone: ``call_external_service`` is decorated with the
+framework's ``multiagents.retry_on_failure``, which takes the seed's arguments and keeps its meaning
+(``max_retries`` attempts in all, waits of ``backoff_factor ** n`` seconds: 1 s then 1.5 s here, and
+``WorkerExecutionError("Operation failed after 3 attempts: ...")`` when they run out). The changes:
 
-- The exceptions are defined before ``call_external_service``: ``@retry_on_failure(...)`` reads
-  ``ServiceUnavailableError`` when it decorates, so in the seed's order the module fails to import with a
-  ``NameError``.
+- The decorator line is the seed's (``max_retries=3, backoff_factor=1.5``, default list). The seed's
+  default names its own ``ServiceUnavailableError``; the framework's default matches that class by name,
+  so it is retried as in the seed, and a ``RateLimitError`` reaches ``external_service_caller`` at once.
+- The decorator waits on :data:`retry_clock` (``clock=``), and ``on_retry=`` prints the seed's
+  "Attempt n failed ... Retrying in ...s" line, which the framework would otherwise only log.
+- The exceptions are defined before ``call_external_service``: the seed's own decorator reads
+  ``ServiceUnavailableError`` when it decorates, so in the seed's order its module fails to import with
+  a ``NameError``; the order is kept so the seed's code reads the same.
 - ``datetime.utcnow()`` (deprecated since Python 3.12) became ``datetime.now(UTC)``.
 - Randomness comes from :data:`rng` (seed it with :func:`seed`) instead of the ``random`` module, so a
-  run can be repeated exactly.
-- The backoff and the simulated processing time wait through the module-level :data:`sleep`, so a test
-  can make them instant; it is ``asyncio.sleep`` otherwise.
+  run can be repeated exactly; the simulated processing time waits on :data:`retry_clock` too.
 - :data:`SCRIPTS` lets a caller force a service's next outcomes, so each branch can be shown on purpose.
 
-``retry_on_failure`` retries inside one attempt of the step: the engine sees a single attempt that
-either returns or raises. The seed reports a timeout, an unavailable service, a failed login or a rate
-limit by returning a dict, which the engine counts as success; the ``call_service_strict`` workflow adds
+The retries happen inside one attempt of the step: the engine sees a single attempt that either
+returns or raises. The seed reports a timeout, an unavailable service, a failed login or a rate limit
+by returning a dict, which the engine counts as success; the ``call_service_strict`` workflow adds
 ``fail_if=`` to make anything but ``"status": "success"`` a failure.
 
 Run it from the project root: ``python -m examples.external_service`` (or
-``python examples/external_service.py``).
+``python examples/external_service.py``). It waits the real backoff, a few seconds in all; ``main`` takes
+a ``FakeClock`` to make those waits instant.
 """
 
 # The seed's code is kept as written: typing.Dict annotations, `raise ...` inside `except` without `from`,
@@ -30,15 +37,59 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from functools import wraps
-from typing import Any, Dict
+from typing import Any, Dict, TypeVar
 
-from multiagents import Runtime, WorkflowBuilder, WorkflowDefinition, worker
+from multiagents import (
+    Clock,
+    Runtime,
+    SystemClock,
+    WorkflowBuilder,
+    WorkflowDefinition,
+    retry_on_failure,
+    worker,
+)
 from multiagents.core.exceptions import WorkerExecutionError
+from multiagents.resilience import RetryEvent
+
+T = TypeVar("T")
 
 rng = random.Random(0)
-sleep = asyncio.sleep
+
+
+class SwappableClock:
+    """The clock the retries wait on: the system's, unless :meth:`use` put another in its place.
+
+    ``@retry_on_failure(clock=...)`` takes its clock once, when the module is imported; handing it this
+    stand-in lets :func:`main` (and tests) run the same decorated function on a ``FakeClock``.
+    """
+
+    def __init__(self) -> None:
+        self.inner: Clock = SystemClock()
+
+    def use(self, clock: Clock | None) -> None:
+        self.inner = clock if clock is not None else SystemClock()
+
+    def now(self) -> float:
+        return self.inner.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
+        return await self.inner.wait_for(aw, timeout)
+
+
+retry_clock = SwappableClock()
+retry_events: list[RetryEvent] = []  # every in-process retry, in order: what on_retry was told
+
+
+def report_retry(event: RetryEvent) -> None:
+    """The seed's decorator printed each retry; the framework's calls this before each wait instead."""
+    retry_events.append(event)
+    print(f"Attempt {event.attempt} failed: {event.exception}. Retrying in {event.delay:g}s...")
+
 
 # service name -> the outcomes of its next calls ("connection_error", "timeout", "service_unavailable",
 # "rate_limit", "authentication", "hang", or "success"); once a script runs out, calls succeed.
@@ -80,43 +131,6 @@ class RateLimitError(Exception):
     def __init__(self, message, retry_after=None):
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def retry_on_failure(max_retries=3, backoff_factor=2.0, retryable_exceptions=None):
-    """Decorator for retry logic with exponential backoff."""
-
-    if retryable_exceptions is None:
-        retryable_exceptions = (ConnectionError, TimeoutError, ServiceUnavailableError)
-
-    def decorator(func):
-        @wraps(func)
-        async def wrapper(*args, **kwargs):
-            last_exception = None
-
-            for attempt in range(max_retries):
-                try:
-                    return await func(*args, **kwargs)
-
-                except retryable_exceptions as e:
-                    last_exception = e
-
-                    if attempt < max_retries - 1:
-                        delay = backoff_factor**attempt
-                        print(f"Attempt {attempt + 1} failed: {e}. Retrying in {delay}s...")
-                        await sleep(delay)
-                    else:
-                        print(f"All {max_retries} attempts failed")
-
-                except Exception as e:
-                    # Non-retryable exception
-                    raise e
-
-            # All retries exhausted
-            raise WorkerExecutionError(f"Operation failed after {max_retries} attempts: {last_exception}")
-
-        return wrapper
-
-    return decorator
 
 
 @worker("external_service_caller")
@@ -178,7 +192,12 @@ async def external_service_caller(context: Dict[str, Any]) -> Dict[str, Any]:
         raise WorkerExecutionError(f"Unexpected error calling {service_name}: {str(e)}")
 
 
-@retry_on_failure(max_retries=3, backoff_factor=1.5)
+@retry_on_failure(
+    max_retries=3,
+    backoff_factor=1.5,
+    clock=retry_clock,
+    on_retry=report_retry,
+)
 async def call_external_service(service_name: str, request_data: Dict[str, Any]):
     """Simulate external service call with potential failures."""
 
@@ -202,7 +221,7 @@ async def call_external_service(service_name: str, request_data: Dict[str, Any])
         await asyncio.Event().wait()  # never answers; the caller's asyncio.wait_for gives up
 
     # Simulate successful response
-    await sleep(0.1)  # Simulate processing time
+    await retry_clock.sleep(0.1)  # Simulate processing time
     return {
         "result": f"Success from {service_name}",
         "data": request_data,
@@ -261,20 +280,31 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], list[str]]] = {
 }
 
 
-async def main(store: str = "memory://", random_seed: int = 7, random_calls: int = 6) -> dict[str, Any]:
-    """Run each forced scenario, then ``random_calls`` calls with seeded random failures."""
+async def main(
+    store: str = "memory://", random_seed: int = 7, random_calls: int = 6, clock: Clock | None = None
+) -> dict[str, Any]:
+    """Run each forced scenario, then ``random_calls`` calls with seeded random failures.
+
+    ``clock`` (a ``FakeClock`` in tests, driven by ``clock.run_until(main(clock=clock))``) is the
+    Runtime's and the retries' clock for the run; the retries go back to the system clock afterwards.
+    """
     seed(random_seed)
     SCRIPTS.clear()
+    retry_events.clear()
+    retry_clock.use(clock)
     outcomes: dict[str, Any] = {}
-    async with Runtime(workers=WORKERS, workflows=create_workflows(), store=store) as rt:
-        for name, (workflow_id, context, script) in SCENARIOS.items():
-            SCRIPTS[context["service_name"]] = list(script)
-            outcomes[name] = summarise(await rt.run(workflow_id, context))
-            del SCRIPTS[context["service_name"]]
-        outcomes["random"] = [
-            summarise(await rt.run("call_service", call("weather_api", city="Oslo")))
-            for _ in range(random_calls)
-        ]
+    try:
+        async with Runtime(workers=WORKERS, workflows=create_workflows(), store=store, clock=clock) as rt:
+            for name, (workflow_id, context, script) in SCENARIOS.items():
+                SCRIPTS[context["service_name"]] = list(script)
+                outcomes[name] = summarise(await rt.run(workflow_id, context))
+                del SCRIPTS[context["service_name"]]
+            outcomes["random"] = [
+                summarise(await rt.run("call_service", call("weather_api", city="Oslo")))
+                for _ in range(random_calls)
+            ]
+    finally:
+        retry_clock.use(None)
     return outcomes
 
 

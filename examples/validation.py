@@ -6,6 +6,12 @@ code, unchanged but for ``datetime.utcnow()`` (deprecated since Python 3.12), wh
 it and fails the step at once. Here the validators run before ``apply_action``, the only step with a
 compensation, so a bad request ends ``failed`` with nothing done and nothing to undo.
 
+The framework can check the same schema itself, before the worker runs: ``schema_model(USER_SCHEMA)``
+builds a pydantic model with the ``DataValidator`` rules, and ``@worker(..., input_model=...)`` makes the
+engine validate each step's input against it. Input that does not match fails the step as a
+``validation`` failure, listing every field that is wrong, without calling the function; a function
+that is called receives the input as a model instance. :func:`create_schema_checked_workflow` shows it.
+
 Run it from the project root: ``python -m examples.validation`` (or ``python examples/validation.py``).
 """
 
@@ -18,7 +24,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, Dict
 
-from multiagents import Runtime, WorkflowBuilder, WorkflowDefinition, worker
+from multiagents import Runtime, WorkflowBuilder, WorkflowDefinition, schema_model, worker
 
 # ---- the seed's code ----------------------------------------------------------------------------
 
@@ -140,7 +146,20 @@ async def revert_action(context: Dict[str, Any]) -> Dict[str, Any]:
     return {"compensation_status": "success"}
 
 
-WORKERS = [validation_worker, schema_validated_worker, apply_action, revert_action]
+# ---- the same schema, checked by the framework ------------------------------------------------------
+
+UserProfile = schema_model(USER_SCHEMA, "UserProfile")
+registered: list[str] = []  # user ids register_profile was called with
+
+
+@worker("register_profile", input_model=UserProfile)
+async def register_profile(profile: Any) -> Dict[str, Any]:
+    """Called only with input that satisfies USER_SCHEMA, as a UserProfile instance."""
+    registered.append(profile.user_id)
+    return {"registered_user": profile.user_id, "registered_email": profile.email}
+
+
+WORKERS = [validation_worker, schema_validated_worker, apply_action, revert_action, register_profile]
 
 
 def create_validated_action_workflow() -> WorkflowDefinition:
@@ -148,6 +167,15 @@ def create_validated_action_workflow() -> WorkflowDefinition:
         WorkflowBuilder("validated_action")
         .add_step("validate_request", validation_worker)
         .add_step("validate_profile", schema_validated_worker)
+        .add_step("apply_action", apply_action, compensation=revert_action)
+        .build()
+    )
+
+
+def create_schema_checked_workflow() -> WorkflowDefinition:
+    return (
+        WorkflowBuilder("schema_checked_action")
+        .add_step("register_profile", register_profile)
         .add_step("apply_action", apply_action, compensation=revert_action)
         .build()
     )
@@ -193,14 +221,25 @@ def summarise(status: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# scenario -> request, for the workflow with the framework's check
+SCHEMA_CHECKED_SCENARIOS: dict[str, dict[str, Any]] = {
+    "schema_model_valid": {**VALID_REQUEST, "user_id": "user-7"},
+    # every schema field wrong at once: too short, too short, too large, not a float
+    "schema_model_bad_profile": {**VALID_REQUEST, "user_id": "", "email": "a@b", "age": 200, "balance": 5},
+}
+
+
 async def main(store: str = "memory://") -> dict[str, dict[str, Any]]:
-    """Run each request through the workflow; returns each scenario's summary by name."""
+    """Run each request through its workflow; returns each scenario's summary by name."""
     applied.clear()
-    wf = create_validated_action_workflow()
+    registered.clear()
+    wf, checked = create_validated_action_workflow(), create_schema_checked_workflow()
     outcomes = {}
-    async with Runtime(workers=WORKERS, workflows=[wf], store=store) as rt:
+    async with Runtime(workers=WORKERS, workflows=[wf, checked], store=store) as rt:
         for name, request in SCENARIOS.items():
             outcomes[name] = summarise(await rt.run(wf.id, request))
+        for name, request in SCHEMA_CHECKED_SCENARIOS.items():
+            outcomes[name] = summarise(await rt.run(checked.id, request))
     return outcomes
 
 
@@ -209,7 +248,7 @@ def print_summary(outcomes: dict[str, dict[str, Any]]) -> None:
         print(f"{name}: {o['state']}  (ran: {', '.join(o['ran'])})")
         if o["error"]:
             print(f"    {o['failed_step']} [{o['error_category']}]: {o['error']}")
-    print(f"actions applied: {len(applied)}")
+    print(f"actions applied: {len(applied)}; profiles registered: {registered}")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,11 @@ class FakeClock:
                 fut.set_result(None)
 
     async def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``, waking sleepers in deadline order."""
+        """Move time forward by ``seconds``, waking sleepers in deadline order.
+
+        Work that is ready now runs first, at the current time, as it would on a real clock.
+        """
+        await _settle()
         target = self._now + seconds
         while (nxt := self.next_deadline) is not None and nxt <= target:
             self._now = max(self._now, nxt)

@@ -213,7 +213,7 @@ def summarize(records: list[dict[str, Any]], now: float) -> dict[str, Any]:
     patterns: dict[str, int] = {}
     categories: dict[str, int] = {}
     severities: dict[str, int] = {}
-    for r in records:
+    for r in reversed(records):  # oldest first, so ties keep the order errors happened in (as the seed)
         et = r.get("error_type", "unknown")
         counts[et] = counts.get(et, 0) + 1
         key = f"{r.get('worker_name') or 'unknown'}:{et}"

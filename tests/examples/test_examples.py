@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,24 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the examples live next to src/, not inside the package
     sys.path.insert(0, str(ROOT))
 
-from examples import error_tracking, external_service, resources, saga, validation  # noqa: E402
-from multiagents import FakeClock, Runtime, SagaState  # noqa: E402
+from examples import (  # noqa: E402
+    circuit_breaker,
+    error_tracking,
+    external_service,
+    resources,
+    saga,
+    validation,
+)
+from multiagents import (  # noqa: E402
+    CircuitBreaker,
+    CircuitState,
+    ErrorTracker,
+    FakeClock,
+    Runtime,
+    SagaState,
+    SystemClock,
+)
+from multiagents.core.exceptions import WorkerExecutionError  # noqa: E402
 
 
 def compensation_entries(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -202,7 +219,8 @@ async def test_validation_valid_request_completes() -> None:
     o = outcomes["valid"]
     assert o["state"] == "completed"
     assert o["ran"] == ["validation_worker", "schema_validated_worker", "apply_action"]
-    assert len(validation.applied) == 1
+    # user-42 from this workflow, user-7 from the schema_model one: no failing request applied anything
+    assert [a["user_id"] for a in validation.applied] == ["user-42", "user-7"]
 
 
 @pytest.mark.parametrize(
@@ -235,7 +253,35 @@ async def test_schema_validation_lists_every_error_and_undoes_nothing() -> None:
     assert "age must be <= 150" in o["error"]
     assert o["attempts"]["validate_profile"] == 1
     assert o["compensations"] == []
-    assert [a["user_id"] for a in validation.applied] == ["user-42"]  # only the valid run applied
+    assert [a["user_id"] for a in validation.applied] == ["user-42", "user-7"]  # only the valid runs
+
+
+async def test_schema_model_valid_input_reaches_the_worker_as_a_model() -> None:
+    """input_model=schema_model(USER_SCHEMA) lets valid input through, as a model, to every step."""
+    outcomes = await validation.main()
+    o = outcomes["schema_model_valid"]
+    assert o["state"] == "completed"
+    assert o["attempts"] == {"register_profile": 1, "apply_action": 1}
+    assert validation.registered == ["user-7"]
+
+
+async def test_schema_model_bad_input_fails_once_listing_every_field() -> None:
+    """Input breaking every USER_SCHEMA rule fails register_profile once, as validation, naming each field,
+    without calling the function and without anything to undo."""
+    o = (await validation.main())["schema_model_bad_profile"]
+    assert o["state"] == "failed"
+    assert o["failed_step"] == "register_profile"
+    assert o["error_category"] == "validation"
+    assert o["attempts"] == {"register_profile": 1, "apply_action": 0}
+    assert o["compensations"] == []
+    problems = o["error"].split("\n  - ")[1:]
+    assert problems == [
+        "user_id: must be at least 1 characters, got 0",
+        "email: must be at least 5 characters, got 3",
+        "age: must be <= 150",
+        "balance: expected float, got int",
+    ]
+    assert validation.registered == ["user-7"]  # only the valid run called the function
 
 
 # ---- section 2: resources -----------------------------------------------------------------------
@@ -319,32 +365,82 @@ async def test_resources_stuck_release_is_reported_for_a_person(
 # ---- section 3: external services ---------------------------------------------------------------
 
 
+class RecordingClock(FakeClock):
+    """A FakeClock that remembers every wait it was asked for, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await super().sleep(seconds)
+
+
 @pytest.fixture
-def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Make the example's in-process sleeps instant; returns the delays it asked for."""
-    delays: list[float] = []
-
-    async def no_sleep(seconds: float) -> None:
-        delays.append(seconds)
-
-    monkeypatch.setattr(external_service, "sleep", no_sleep)
-    return delays
-
-
-async def test_retry_on_failure_backs_off_then_succeeds(backoff: list[float]) -> None:
-    """Two retryable errors are retried in-process after 1 s and 1.5 s; the third call answers."""
-    external_service.SCRIPTS["svc"] = ["connection_error", "service_unavailable"]
+def retry_clock() -> Iterator[RecordingClock]:
+    """The example's retries wait on a recording FakeClock; its scripts and retry log start empty."""
+    recording = RecordingClock()
+    external_service.retry_clock.use(recording)
+    external_service.retry_events.clear()
     try:
-        response = await external_service.call_external_service("svc", {"q": 1})
+        yield recording
     finally:
+        external_service.retry_clock.use(None)
         external_service.SCRIPTS.clear()
+
+
+async def test_retry_on_failure_backs_off_as_the_seed_then_succeeds(
+    retry_clock: RecordingClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two retryable errors are retried after 1 s and then 1.5 s (backoff_factor 1.5); the third call
+    answers, and each retry prints the seed's line."""
+    external_service.SCRIPTS["svc"] = ["connection_error", "service_unavailable"]
+    started = retry_clock.now()
+    response = await retry_clock.run_until(external_service.call_external_service("svc", {"q": 1}))
     assert response["result"] == "Success from svc"
-    assert backoff == [1.0, 1.5, 0.1]  # two backoffs, then the simulated processing time
+    assert retry_clock.slept == [1.0, 1.5, 0.1]  # two backoffs, then the simulated processing time
+    assert retry_clock.now() - started == pytest.approx(2.6)
+    assert [(e.attempt, e.delay) for e in external_service.retry_events] == [(1, 1.0), (2, 1.5)]
+    assert capsys.readouterr().out.splitlines() == [
+        "Attempt 1 failed: Failed to connect to service. Retrying in 1s...",
+        "Attempt 2 failed: Service temporarily unavailable. Retrying in 1.5s...",
+    ]
 
 
-async def test_external_service_outcomes(backoff: list[float]) -> None:
+async def test_retry_on_failure_exhausted_raises_the_seeds_worker_execution_error(
+    retry_clock: RecordingClock,
+) -> None:
+    """Three failures in a row make exactly three calls and raise WorkerExecutionError with the seed's
+    message, chained to the last error."""
+    external_service.SCRIPTS["svc"] = ["service_unavailable"] * 3 + ["connection_error"]
+    with pytest.raises(WorkerExecutionError) as raised:
+        await retry_clock.run_until(external_service.call_external_service("svc", {}))
+    assert str(raised.value) == "Operation failed after 3 attempts: Service temporarily unavailable"
+    assert isinstance(raised.value.__cause__, external_service.ServiceUnavailableError)
+    assert external_service.SCRIPTS["svc"] == ["connection_error"]  # no fourth call
+    assert retry_clock.slept == [1.0, 1.5]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error"),
+    [("rate_limit", "RateLimitError"), ("authentication", "AuthenticationError")],
+)
+async def test_retry_on_failure_raises_other_errors_at_once(
+    retry_clock: RecordingClock, outcome: str, error: str
+) -> None:
+    """An exception outside the seed's retryable list is raised unchanged after one call, without waiting,
+    even a RateLimitError that carries retry_after."""
+    external_service.SCRIPTS["svc"] = [outcome, "connection_error"]
+    with pytest.raises(getattr(external_service, error)):
+        await retry_clock.run_until(external_service.call_external_service("svc", {}))
+    assert external_service.SCRIPTS["svc"] == ["connection_error"]
+    assert retry_clock.slept == []
+
+
+async def test_external_service_outcomes(clock: FakeClock) -> None:
     """Each forced failure ends as the seed's caller says: recovered, permanent, or a returned status."""
-    outcomes = await external_service.main()
+    outcomes = await clock.run_until(external_service.main(clock=clock))
 
     recovered = outcomes["recovers_after_retries"]
     assert (recovered["state"], recovered["call_status"], recovered["attempts"]) == (
@@ -357,7 +453,10 @@ async def test_external_service_outcomes(backoff: list[float]) -> None:
     assert exhausted["state"] == "failed"
     assert exhausted["attempts"] == 1  # retried inside the attempt, never by the engine
     assert exhausted["error_category"] == "permanent"
-    assert "Operation failed after 3 attempts: Service temporarily unavailable" in exhausted["error"]
+    assert exhausted["error"] == (
+        "Unexpected error calling billing_api: "
+        "Operation failed after 3 attempts: Service temporarily unavailable"
+    )
 
     limited = outcomes["rate_limited"]
     assert (limited["state"], limited["call_status"], limited["retry_after"]) == (
@@ -372,25 +471,146 @@ async def test_external_service_outcomes(backoff: list[float]) -> None:
     assert outcomes["authentication_failed"]["call_status"] == "authentication_failed"
     assert outcomes["times_out"]["call_status"] == "timeout"
     assert all(r["state"] == "completed" for r in outcomes["random"])
+    # The two retried scenarios waited the seed's backoff, in fake time.
+    assert [e.delay for e in external_service.retry_events][:4] == [1.0, 1.5, 1.0, 1.5]
+    assert isinstance(external_service.retry_clock.inner, SystemClock)  # main put the real clock back
 
 
-async def test_external_service_random_failures_repeat_with_the_same_seed(backoff: list[float]) -> None:
-    """Seeding the example's RNG makes the random outcomes, response ids included, repeat exactly."""
-    first = (await external_service.main(random_seed=5))["random"]
-    first_delays = list(backoff)
-    second = (await external_service.main(random_seed=5))["random"]
+async def test_external_service_random_failures_repeat_with_the_same_seed(clock: FakeClock) -> None:
+    """Seeding the example's RNG makes the random outcomes, response ids and retries included, repeat."""
+    first = (await clock.run_until(external_service.main(random_seed=5, clock=clock)))["random"]
+    first_retries = [(e.attempt, e.delay) for e in external_service.retry_events]
+    second = (await clock.run_until(external_service.main(random_seed=5, clock=clock)))["random"]
     assert first == second
-    assert backoff[len(first_delays) :] == first_delays
+    assert [(e.attempt, e.delay) for e in external_service.retry_events] == first_retries
     assert [r["call_status"] for r in first].count("rate_limited") == 2
+
+
+# ---- section 4: circuit breaker -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def breaker_outcome() -> dict[str, Any]:
+    return await circuit_breaker.main()
+
+
+async def test_seed_breaker_opens_after_exactly_its_threshold(breaker_outcome: dict[str, Any]) -> None:
+    """payment_service's breaker (threshold 3) lets three failing calls through, opens on the third,
+    and then the seed's worker reports circuit_breaker_open with retry_after without calling."""
+    story = breaker_outcome["seed_worker"]
+    failing = story["failing"]
+    assert [f["status"] for f in failing] == ["service_call_failed"] * 3
+    assert [f["circuit_breaker_state"] for f in failing] == ["closed", "closed", "open"]
+    assert [f["failure_count"] for f in failing] == [1, 2, 3]
+    assert [f["service_calls"] for f in failing] == [1, 2, 3]
+    assert failing[0]["error"] == "Failed to connect to payment_service"
+
+    refused = story["refused"]
+    assert refused == {
+        "status": "circuit_breaker_open",
+        "error": "Circuit breaker for payment_service is OPEN",
+        "service_name": "payment_service",
+        "retry_after": 30,
+        "alternative_action": "use_cached_data_or_fallback",
+        "at": story["opened_at"],
+        "service_calls": 3,
+    }
+
+
+async def test_seed_breaker_sends_one_probe_after_recovery_timeout_and_closes_on_success(
+    breaker_outcome: dict[str, Any],
+) -> None:
+    """One second before recovery_timeout the breaker still refuses; at 30 s one probe goes through while
+    a call beside it is refused, and the probe's success closes the breaker."""
+    story = breaker_outcome["seed_worker"]
+    assert story["still_refused"]["status"] == "circuit_breaker_open"
+    assert story["still_refused"]["at"] - story["opened_at"] == 29
+    assert story["still_refused"]["service_calls"] == 3
+
+    probe, beside = story["probe"], story["beside_probe"]
+    assert probe["at"] - story["opened_at"] == 30
+    assert (probe["status"], probe["circuit_breaker_state"]) == ("success", "closed")
+    assert beside["status"] == "circuit_breaker_open"
+    assert probe["service_calls"] == beside["service_calls"] == 4  # only the probe reached the service
+
+    assert (story["after"]["status"], story["after"]["circuit_breaker_state"]) == ("success", "closed")
+    assert story["after"]["service_calls"] == 5
+    assert (story["final_state"], story["final_failure_count"]) == ("closed", 0)
+
+
+async def test_seed_breakers_are_the_frameworks_and_unknown_services_get_a_fresh_one() -> None:
+    """service_circuit_breakers holds framework CircuitBreakers with the seed's settings; a service
+    without an entry is called through a new default breaker each time, which never opens."""
+    breakers = circuit_breaker.create_service_breakers(FakeClock())
+    assert {n: (b.failure_threshold, b.recovery_timeout) for n, b in breakers.items()} == {
+        "payment_service": (3, 30),
+        "inventory_service": (5, 60),
+        "notification_service": (10, 120),
+    }
+    assert all(isinstance(b, CircuitBreaker) and b.state is CircuitState.CLOSED for b in breakers.values())
+
+    circuit_breaker.services.reset()
+    circuit_breaker.services.outage("search_service")
+    outputs = [
+        await circuit_breaker.circuit_breaker_protected_worker(
+            {"service_name": "search_service", "request_data": {}}
+        )
+        for _ in range(7)
+    ]
+    assert [o["status"] for o in outputs] == ["service_call_failed"] * 7  # never circuit_breaker_open
+    assert {o["failure_count"] for o in outputs} == {1}
+
+
+async def test_engine_breaker_parks_steps_while_open_and_completes_after_recovery(
+    breaker_outcome: dict[str, Any],
+) -> None:
+    """A failing payment service opens the step's breaker after three failed attempts; order A's next
+    attempt and order B's first are parked without reaching the service, and both complete after the
+    recovery timeout with attempt counts that parking did not raise."""
+    engine = breaker_outcome["engine"]
+    assert 3 <= engine["opened_after"] <= 3.5  # A's third attempt fails at 3 s; polled in 0.5 s steps
+    a, b = engine["orders"]["A"], engine["orders"]["B"]
+    assert (a["state"], b["state"]) == ("completed", "completed")
+    assert (a["charge_while_open"], b["charge_while_open"]) == ("parked", "parked")
+    assert a["breaker_while_open"] == b["breaker_while_open"] == "open"
+
+    # A: 1 s then 2 s backoff, the breaker opens at 3 s, the 4 s wait ends in parking until 3 + 30 s.
+    assert a["charge_history"] == [
+        (1, "failed", 0.0),
+        (2, "failed", 1.0),
+        (3, "failed", 3.0),
+        (4, "parked", 7.0),
+        (4, "completed", 33.0),
+    ]
+    assert a["charge_attempts"] == 4
+    # B never failed: every entry is its first attempt, parked until it could go.
+    assert b["charge_attempts"] == 1
+    assert {attempt for attempt, _, _ in b["charge_history"]} == {1}
+    assert [status for _, status, _ in b["charge_history"]][-1] == "completed"
+    assert {status for _, status, _ in b["charge_history"][:-1]} == {"parked"}
+    assert b["charge_history"][-1][2] >= 33.0
+
+    # Parked attempts never reached the service: three failures, then one success per order.
+    calls = engine["service_calls"]
+    assert [ok for _, ok in calls] == [False, False, False, True, True]
+    assert [at for at, _ in calls][:3] == [0.0, 1.0, 3.0]
+    assert engine["breaker_state"] == "closed"
+    parked_entries = sum(s == "parked" for o in (a, b) for _, s, _ in o["charge_history"])
+    assert engine["tracked_error_types"] == {"connection_error": 3, "circuit_open": parked_entries}
 
 
 # ---- section 6: error tracking ------------------------------------------------------------------
 
 
-async def test_error_tracking_records_each_failure_once() -> None:
-    """Three failing inputs are recorded once each, by type, and none is retried."""
-    outcome = await error_tracking.main()
-    runs = outcome["runs"]
+@pytest.fixture
+async def tracking_outcome(clock: FakeClock) -> dict[str, Any]:
+    return await clock.run_until(error_tracking.main(clock=clock))
+
+
+async def test_error_tracking_seed_worker_records_each_failure_once(tracking_outcome: dict[str, Any]) -> None:
+    """The seed's worker records its three failures once each, by type, in the framework's ErrorTracker,
+    and none is retried."""
+    runs = tracking_outcome["runs"]["report_errors"]
     assert {data: r["state"] for data, r in runs.items()} == {
         "ok": "completed",
         "": "failed",
@@ -403,7 +623,8 @@ async def test_error_tracking_records_each_failure_once() -> None:
     assert runs["unexpected"]["error"] == "Unexpected error: Something unexpected happened"
     assert all(r["attempts"] == 1 for r in runs.values())
 
-    summary = outcome["summary"]
+    assert isinstance(error_tracking.error_tracker, ErrorTracker)
+    summary = tracking_outcome["summary"]
     assert summary["total_errors"] == 3
     assert summary["recent_errors_1h"] == 3
     assert summary["error_counts_by_type"] == {
@@ -412,14 +633,71 @@ async def test_error_tracking_records_each_failure_once() -> None:
         "unexpected_error": 1,
     }
     assert summary["error_rates"]["connection_error"] == pytest.approx(100 / 3)
-    assert [p for p, _ in summary["top_error_patterns"]] == [
-        "error_reporting_worker:validation_error",
-        "error_reporting_worker:connection_error",
-        "error_reporting_worker:unexpected_error",
+    assert dict(summary["top_error_patterns"]) == {
+        "error_reporting_worker:validation_error": 1,
+        "error_reporting_worker:connection_error": 1,
+        "error_reporting_worker:unexpected_error": 1,
+    }
+    recorded = error_tracking.error_tracker.errors
+    assert [(e["error_type"], e["severity"]) for e in recorded] == [
+        ("validation_error", "medium"),
+        ("connection_error", "high"),
+        ("unexpected_error", "critical"),
     ]
+    assert recorded[1]["retry_recommended"] is True
 
 
-async def test_error_tracking_main_starts_from_an_empty_tracker() -> None:
-    """Running the example twice reports the same three errors, not six."""
-    await error_tracking.main()
-    assert (await error_tracking.main())["summary"]["total_errors"] == 3
+async def test_engine_tracker_records_every_failed_attempt(tracking_outcome: dict[str, Any]) -> None:
+    """Without any code in the workers, the engine records one entry per failed attempt: what the seed's
+    worker raised (the wrapped failures as permanent_error) and, for the plain worker, each of the three
+    connection attempts, with the seed's error types and severities."""
+    records = [
+        (r["workflow_id"], r["attempt"], r["worker_name"], r["error_type"], r["severity"])
+        for r in tracking_outcome["engine_records"]
+    ]
+    assert records == [
+        ("report_errors", 1, "error_reporting_worker", "validation_error", "medium"),
+        ("report_errors", 1, "error_reporting_worker", "permanent_error", "high"),
+        ("report_errors", 1, "error_reporting_worker", "permanent_error", "high"),
+        ("plain_risky", 1, "plain_risky_worker", "validation_error", "medium"),
+        ("plain_risky", 1, "plain_risky_worker", "connection_error", "high"),
+        ("plain_risky", 2, "plain_risky_worker", "connection_error", "high"),
+        ("plain_risky", 3, "plain_risky_worker", "connection_error", "high"),
+        ("plain_risky", 1, "plain_risky_worker", "unexpected_error", "critical"),
+    ]
+    assert tracking_outcome["runs"]["plain_risky"]["connection_fail"]["attempts"] == 3
+    summary = tracking_outcome["engine_summary"]
+    assert summary["total_errors"] == 8
+    assert summary["error_counts_by_type"] == {
+        "validation_error": 2,
+        "permanent_error": 2,
+        "connection_error": 3,
+        "unexpected_error": 1,
+    }
+    assert summary["error_counts_by_severity"] == {"medium": 2, "high": 5, "critical": 1}
+    assert summary["top_error_patterns"][0] == ("plain_risky_worker:connection_error", 3)
+
+
+async def test_engine_tracker_summary_survives_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+    """The engine's records live in the SQLite file: a Runtime started afterwards on it reports the same
+    summary, and can narrow it to one workflow."""
+    store = f"sqlite:///{tmp_path / 'errors.db'}"
+    outcome = await clock.run_until(error_tracking.main(store=store, clock=clock))
+    async with Runtime(workflows=error_tracking.create_workflows(), store=store, clock=clock) as rt:
+        assert rt.error_tracker.get_error_summary() == outcome["engine_summary"]
+        plain = rt.error_tracker.get_error_summary(workflow_id="plain_risky")
+        assert len(await rt.error_tracker.query()) == 8
+    assert plain["total_errors"] == 5
+    assert plain["error_counts_by_type"] == {
+        "validation_error": 1,
+        "connection_error": 3,
+        "unexpected_error": 1,
+    }
+
+
+async def test_error_tracking_main_starts_from_an_empty_tracker(clock: FakeClock) -> None:
+    """Running the example twice reports the same three errors, not six, in both trackers."""
+    await clock.run_until(error_tracking.main(clock=clock))
+    outcome = await clock.run_until(error_tracking.main(clock=clock))
+    assert outcome["summary"]["total_errors"] == 3
+    assert outcome["engine_summary"]["total_errors"] == 8

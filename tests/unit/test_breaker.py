@@ -196,9 +196,11 @@ async def test_a_lost_probe_holds_its_slot_for_at_most_recovery_timeout(clock: F
     await clock.advance(60)
     assert await breaker.allow() is None  # this probe's process dies
     await clock.advance(30)
-    assert await breaker.allow() == pytest.approx(30)
-    await clock.advance(30)
-    assert await breaker.allow() is None
+    assert await breaker.allow() == pytest.approx(1)  # busy: ask again soon, not after the whole lease
+    await clock.advance(29)
+    assert await breaker.allow() == pytest.approx(1)
+    await clock.advance(1)
+    assert await breaker.allow() is None  # a whole recovery_timeout without news: the slot is free
 
 
 async def test_engine_primitives_allow_and_record_without_raising(clock: FakeClock) -> None:
@@ -587,7 +589,7 @@ async def test_release_frees_the_probe_slot_without_a_verdict(clock: FakeClock) 
     await fail_times(breaker, 3)
     await clock.advance(60)
     assert await breaker.allow() is None  # the probe
-    assert await breaker.allow() == pytest.approx(60)  # its slot is taken
+    assert await breaker.allow() == pytest.approx(1)  # its slot is taken: ask again in a moment
     await breaker.release()
     assert (breaker.state, breaker.failure_count) == (CircuitState.HALF_OPEN, 3)
     assert await breaker.allow() is None  # the freed slot, without waiting

@@ -86,7 +86,7 @@ class _Engine:
     rng: random.Random
     on_retry: OnRetry | None = None
     name: str = ""
-    # Narrows the policy further: an exception this rejects is raised at once (retry_on_failure's list).
+    # Replaces the policy's choice of what to retry (retry_on_failure's list); rejected ones raise at once.
     accepts: Callable[[BaseException], bool] | None = None
     # Replaces the last exception once attempts run out on a retryable error (the seed's wrapping).
     on_exhausted: Callable[[BaseException], BaseException] | None = None
@@ -94,8 +94,12 @@ class _Engine:
     def delay_after(self, exc: Exception, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``; raises when there is to be none."""
         info = classify(exc, with_traceback=False)
-        accepted = self.accepts is None or self.accepts(exc)
-        if accepted and self.policy.should_retry(info, attempt):
+        if self.accepts is not None:
+            # retry_on_failure's list decides alone, as in the seed: listed types are retried.
+            retryable = self.accepts(exc) and attempt < self.policy.max_attempts
+        else:
+            retryable = self.policy.should_retry(info, attempt)
+        if retryable:
             delay = compute_backoff(self.policy, attempt, self.rng, info.retry_after)
             log.info(
                 "%s: attempt %d failed (%s: %s); retrying in %.3gs",
@@ -109,7 +113,8 @@ class _Engine:
                 self.on_retry(RetryEvent(self.name, attempt, delay, info, exc))
             return delay
         # should_retry with attempt 0 asks only whether this kind of error is retried at all.
-        exhausted = accepted and attempt >= self.policy.max_attempts and self.policy.should_retry(info, 0)
+        kind_retried = self.accepts(exc) if self.accepts is not None else self.policy.should_retry(info, 0)
+        exhausted = kind_retried and attempt >= self.policy.max_attempts
         if exhausted and self.on_exhausted is not None:
             raise self.on_exhausted(exc) from exc
         raise exc
@@ -322,9 +327,9 @@ def retry_on_failure(
 
     As in the seed: ``max_retries`` is the number of attempts in all; the wait after the n-th failure
     is ``backoff_factor ** (n - 1)`` seconds (1, 2, 4, ... for 2.0), without jitter or cap; only
-    ``retryable_exceptions`` are retried (default: ``ConnectionError``, ``TimeoutError`` and anything
-    :func:`classify` calls transient, which covers the seed's own ``ServiceUnavailableError`` when it
-    is marked ``retryable`` or carries ``retry_after``); any other exception is raised at once,
+    ``retryable_exceptions`` are retried (default, as the seed's: ``ConnectionError``, ``TimeoutError``
+    and ``ServiceUnavailableError``, matched by class name since users define it); any other exception,
+    even one that carries ``retry_after``, is raised at once,
     unchanged; and when every attempt failed, ``WorkerExecutionError("Operation failed after
     {max_retries} attempts: {last}")`` is raised, chained to the last exception, so a durable step
     does not retry the whole batch again. Unlike the seed, an exception's ``retry_after`` is honoured
@@ -337,6 +342,14 @@ def retry_on_failure(
         raise DefinitionError(f"retry_on_failure: backoff_factor must be >= 1, got {backoff_factor!r}")
     explicit = retryable_exceptions is not None
     types = _exception_types(retryable_exceptions) if explicit else (ConnectionError, TimeoutError)
+
+    def accepts(exc: BaseException) -> bool:
+        if isinstance(exc, types):
+            return True
+        # The seed's default list names ServiceUnavailableError, a class its users define themselves:
+        # without a list, a class of that name (or a subclass of one) is retried as the seed would.
+        return not explicit and any(c.__name__ == "ServiceUnavailableError" for c in type(exc).__mro__)
+
     try:
         longest = float(backoff_factor) ** (max_retries - 1)
     except OverflowError:
@@ -360,7 +373,7 @@ def retry_on_failure(
             random.Random(0),  # unused: jitter is 0
             on_retry,
             name,
-            accepts=(lambda exc: isinstance(exc, types)) if explicit else None,
+            accepts=accepts,
             on_exhausted=exhausted,
         )
 

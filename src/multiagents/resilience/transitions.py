@@ -222,7 +222,8 @@ def _acquire(state: BreakerState, config: CircuitBreakerConfig, now: float) -> t
         return replace(state, half_open_in_flight=state.half_open_in_flight + 1, probe_at=now), PROBE
     lease_end = (now if state.probe_at is None else state.probe_at) + recovery
     if now < lease_end:
-        return state, Decision(retry_after=lease_end - now)
+        # A probe usually answers long before its lease ends: ask again soon, not after a full timeout.
+        return state, Decision(retry_after=min(lease_end - now, max(recovery / 10, 0.01), 1.0))
     # The probes in flight have not reported for a whole recovery_timeout: presume them lost.
     return replace(state, half_open_in_flight=1, probe_at=now), PROBE
 

@@ -78,8 +78,9 @@ class MemoryStore:
             self._errors.setdefault(r["id"], dumps(dict(r)))
 
     def query_sync(self, where: ErrorFilter) -> list[dict[str, Any]]:
-        found = [rec for rec in map(loads, self._errors.values()) if where.matches(rec)]
-        found.sort(key=lambda rec: (-rec.get("recorded_at", 0.0), rec["id"]))
+        # Newest first; records of one instant in reverse order of writing, as the SQL stores do.
+        found = [rec for rec in map(loads, reversed(self._errors.values())) if where.matches(rec)]
+        found.sort(key=lambda rec: -rec.get("recorded_at", 0.0))
         return found[: where.limit] if where.limit is not None else found
 
     async def record_errors(self, records: Iterable[Mapping[str, Any]]) -> None:

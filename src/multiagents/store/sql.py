@@ -22,6 +22,9 @@ class Dialect:
 
     def __init__(self, param: str, real: str = "REAL", text: str = "TEXT") -> None:
         self._param = param  # "?" or "$"
+        # Orders records written at one instant by when they were written: SQLite's implicit rowid, or
+        # the serial column the other dialects add.
+        self._tiebreak = "rowid" if param == "?" else "seq"
         self.real = real
         self.text = text
 
@@ -50,7 +53,7 @@ class Dialect:
             "ON multiagents_workflows (state, created_at)",
             "CREATE INDEX IF NOT EXISTS multiagents_workflows_created ON multiagents_workflows (created_at)",
             f"""CREATE TABLE IF NOT EXISTS multiagents_errors (
-                id {t} PRIMARY KEY,
+                id {t} PRIMARY KEY,{"" if self._param == "?" else chr(10) + "                seq BIGSERIAL,"}
                 recorded_at {r} NOT NULL,
                 transaction_id {t},
                 workflow_id {t},
@@ -89,7 +92,8 @@ class Dialect:
         sql = "SELECT data FROM multiagents_errors"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY recorded_at DESC, id"
+        # Records of one instant keep the order they were written in (SQLite's rowid; a serial elsewhere).
+        sql += f" ORDER BY recorded_at DESC, {self._tiebreak} DESC"
         if where.limit is not None:
             args.append(int(where.limit))
             sql += f" LIMIT {self.p(len(args))}"
@@ -105,7 +109,7 @@ class Dialect:
             statements.append(
                 (
                     "DELETE FROM multiagents_errors WHERE id IN (SELECT id FROM multiagents_errors "
-                    f"ORDER BY recorded_at DESC, id {everything}OFFSET {self.p(1)})",
+                    f"ORDER BY recorded_at DESC, {self._tiebreak} DESC {everything}OFFSET {self.p(1)})",
                     [int(keep)],
                 )
             )
