@@ -421,3 +421,30 @@ def test_seed_retry_on_failure_refuses_nonsense_at_decoration(kwargs: dict[str, 
     """max_retries < 1, backoff_factor < 1 and non-class retryable_exceptions are refused up front."""
     with pytest.raises(DefinitionError):
         retry_on_failure(**kwargs)
+
+
+async def test_seed_retry_on_failure_default_matches_the_seeds_list(clock: FakeClock) -> None:
+    """With no list, the seed's own ServiceUnavailableError is retried (by name) and a rate limit is not."""
+
+    class ServiceUnavailableError(Exception):
+        pass
+
+    class RateLimitError(Exception):
+        def __init__(self, message: str, retry_after: float | None = None) -> None:
+            super().__init__(message)
+            self.retry_after = retry_after
+
+    calls: list[str] = []
+
+    @retry_on_failure(max_retries=3, backoff_factor=1.5, clock=clock)
+    async def call(exc: Exception) -> None:
+        calls.append(type(exc).__name__)
+        raise exc
+
+    with pytest.raises(WorkerExecutionError, match="Operation failed after 3 attempts"):
+        await clock.run_until(call(ServiceUnavailableError("Service temporarily unavailable")))
+    assert calls == ["ServiceUnavailableError"] * 3
+    calls.clear()
+    with pytest.raises(RateLimitError):
+        await clock.run_until(call(RateLimitError("Rate limit exceeded", retry_after=120)))
+    assert calls == ["RateLimitError"]
