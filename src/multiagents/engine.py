@@ -118,10 +118,11 @@ class Engine:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for futures in self._waiters.values():
+        for tid, futures in self._waiters.items():
             for f in futures:
                 if not f.done():
-                    f.cancel()
+                    why = f"the runtime stopped before workflow {tid} finished; it resumes at the next start"
+                    f.set_exception(MultiAgentsError(why))
         self._waiters.clear()
 
     # ---- API ------------------------------------------------------------------------------------
@@ -150,15 +151,19 @@ class Engine:
         return inst
 
     async def wait(self, transaction_id: str) -> WorkflowInstance:
+        """The instance once it is terminal. Raises if this engine cannot drive it there."""
         inst = self.live.get(transaction_id)
         if inst is None:
+            # Not driven here: finished already, blocked, or unknown (no await happens between the
+            # check of `live` above and registering the waiter below when it is driven here).
             inst = await self.instance(transaction_id)
-            if inst.is_terminal or transaction_id not in self.live:
-                if not inst.is_terminal and transaction_id in self.blocked:
-                    raise MultiAgentsError(self.blocked[transaction_id])
-                if inst.is_terminal:
-                    return inst
-        elif inst.is_terminal:
+            if inst.is_terminal:
+                return inst
+            raise MultiAgentsError(
+                self.blocked.get(transaction_id)
+                or f"workflow {transaction_id} is {inst.state.value} but this runtime is not driving it"
+            )
+        if inst.is_terminal:
             return inst
         fut: asyncio.Future[WorkflowInstance] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(transaction_id, []).append(fut)

@@ -620,3 +620,43 @@ async def test_engine_bug_flags_the_workflow_instead_of_stranding_it(make_runtim
     assert status["state"] == SagaState.COMPENSATION_FAILED
     assert status["error"]["category"] == "internal"
     assert "simulated defect" in status["error"]["message"]
+
+
+async def test_wait_during_stop_says_the_workflow_resumes_later(make_runtime, clock):
+    """A caller waiting when the runtime stops gets a clear error, not a bare cancellation."""
+    from multiagents import MultiAgentsError
+
+    @worker("slow")
+    async def slow(ctx):
+        await asyncio.Event().wait()
+        return {}
+
+    wf = WorkflowBuilder("w").add_step("s", slow).build()
+    rt = make_runtime(workflows=[wf])
+    await rt.start()
+    tid = await rt.execute_workflow("w", {})
+    waiter = asyncio.ensure_future(rt.wait(tid))
+    await asyncio.sleep(0)
+    await rt.stop()
+    with pytest.raises(MultiAgentsError, match="resumes at the next start"):
+        await waiter
+
+
+def test_definition_to_dict_describes_every_node():
+    """to_dict lists steps, parallel branches and conditional paths with their resolved options."""
+    wf = (
+        WorkflowBuilder("w")
+        .add_step("a", "wa", compensation="ua", timeout=5)
+        .add_parallel("p", [Step("b", "wb"), Step("c", "wc")])
+        .add_conditional("x.y", Step("d", "wd"), [Step("e", "we")], name="choose")
+        .build()
+    )
+    d = wf.to_dict()
+    assert d["id"] == "w" and d["fingerprint"] == wf.fingerprint
+    a, p, cond = d["nodes"]
+    assert (a["type"], a["worker"], a["compensation"], a["timeout"]) == ("step", "wa", "ua", 5.0)
+    assert a["retry_policy"]["max_attempts"] == 3
+    assert [b["name"] for b in p["branches"]] == ["b", "c"]
+    assert (cond["name"], cond["condition"]) == ("choose", "x.y")
+    assert [s["name"] for s in cond["true_path"]] == ["d"]
+    assert [s["name"] for s in cond["false_path"]] == ["e"]
