@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
@@ -125,6 +127,18 @@ async def _load_status(url: str, tid: str) -> dict[str, Any]:
     return describe(inst)
 
 
+def _command() -> str:
+    """How to run this CLI from here: ``multiagents`` if it is on PATH, else its path (a fresh checkout
+    runs the demo through dev.py, whose .venv is not on PATH)."""
+    installed = os.path.join(os.path.dirname(sys.executable), "multiagents")
+    on_path = shutil.which("multiagents")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(installed):
+        return "multiagents"
+    if os.path.exists(installed):
+        return os.path.relpath(installed) if not os.path.relpath(installed).startswith("..") else installed
+    return f"{sys.executable} -m multiagents"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="multiagents")
 def cli() -> None:
@@ -203,12 +217,12 @@ def _print_report(out: Console, report: DemoReport) -> None:
         for (s, why), tid in report.examples.items():
             if s == state:
                 out.print(f"  [bold]{label}[/] ({why}):", highlight=False)
-                out.print(f"    multiagents status {tid} --store {url}", soft_wrap=True)
+                out.print(f"    {_command()} status {tid} --store {url}", soft_wrap=True)
                 if s == "compensation_failed":
                     out.print("  once a person has dealt with it, run the compensations again:")
-                    out.print(f"    multiagents retry {tid} --store {url}", soft_wrap=True)
+                    out.print(f"    {_command()} retry {tid} --store {url}", soft_wrap=True)
     out.print("  all of them:")
-    out.print(f"    multiagents list --store {url}", soft_wrap=True)
+    out.print(f"    {_command()} list --store {url}", soft_wrap=True)
 
 
 # ---- status and list ------------------------------------------------------------------------
