@@ -26,7 +26,10 @@ except ImportError:  # pragma: no cover - exercised only where orjson has no whe
 else:
 
     def dumps(value: Any) -> str:
-        return orjson.dumps(value).decode()
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:  # an integer over 64 bits: valid JSON that only the standard library writes
+            return json.dumps(value, separators=(",", ":"))
 
     def loads(text: str | bytes) -> Any:
         return orjson.loads(text)

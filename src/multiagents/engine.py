@@ -137,9 +137,6 @@ class Engine:
                 raise WorkflowNotFound(f"no workflow with transaction id {transaction_id!r}", transaction_id)
             if transaction_id in self.blocked or not self._tasks:
                 raise MultiAgentsError(self.blocked.get(transaction_id, "the runtime is not running"))
-            if inst.is_terminal:
-                # Finished instances are not cached; let the machine see them all the same.
-                self.live.setdefault(transaction_id, inst)
         fut: asyncio.Future[WorkflowInstance] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait([_Call(transaction_id, event, fut, new)])
         return await fut
@@ -182,7 +179,9 @@ class Engine:
                 calls.extend(self._inbox.get_nowait())
             try:
                 await self._process(calls)
-                if self.errors_since_prune >= PRUNE_EVERY and self.tracker is not None:
+                if self.tracker is not None and self.errors_since_prune >= min(
+                    PRUNE_EVERY, self.tracker.max_errors
+                ):
                     self.errors_since_prune = 0
                     await self.tracker.prune()
             except asyncio.CancelledError:
@@ -203,12 +202,14 @@ class Engine:
         replies: list[tuple[asyncio.Future[WorkflowInstance], str]] = []
         for c in calls:
             tid = c.transaction_id
-            inst = c.new if c.new is not None and tid not in self.live else self.live.get(tid)
+            inst = self.live.get(tid) or c.new
             if inst is None:
-                continue  # a result for an instance this engine does not own (finished or blocked)
+                inst = await self._finished(c)
+                if inst is None:
+                    continue
             defn = self.definitions[inst.workflow_id]
             if tid not in before:
-                before[tid] = None if c.new is not None else inst
+                before[tid] = None if inst is c.new else inst
             try:
                 new, effects = decide(inst, c.event, defn, now, self.rng)
             except Exception as exc:  # a bug must not strand the workflow, nor the rest of the batch
@@ -243,10 +244,13 @@ class Engine:
                 # Nothing was stored: forget what was decided. Results are lost, but every attempt
                 # they belonged to still has its lease, so it is retried, not stranded.
                 for tid, old in before.items():
-                    if old is None:
+                    if old is None or old.is_terminal:
                         self.live.pop(tid, None)
                     else:
                         self.live[tid] = old
+                    # The timer that brought this event may have fired already: arm it again.
+                    self._scheduled.pop(tid, None)
+                    self._schedule(tid, None if old is None else old.wake_at)
                 raise
         self.errors_since_prune += sum(len(e) for e in errors.values())
         sends = [cmd for cmds in commands.values() for cmd in cmds]
@@ -274,6 +278,30 @@ class Engine:
             inst_now = self.live.get(tid)
             if inst_now is not None and inst_now.is_terminal:
                 self.live.pop(tid, None)
+
+    async def _finished(self, c: _Call) -> WorkflowInstance | None:
+        """The stored instance an event for a workflow not driven here is about, if the machine may see it.
+
+        Finished instances are not kept in memory, yet a straggling result must still be recorded in their
+        history and a call on them must still be answered. Blocked or unknown ones are answered with why.
+        """
+        tid = c.transaction_id
+        problem: MultiAgentsError | None = None
+        inst = None if tid in self.blocked else await self.store.load(tid)
+        if tid in self.blocked:
+            problem = MultiAgentsError(self.blocked[tid])
+        elif inst is None:
+            problem = WorkflowNotFound(f"no workflow with transaction id {tid!r}", tid)
+        else:
+            defn = self.definitions.get(inst.workflow_id)
+            if not inst.is_terminal or defn is None or defn.fingerprint != inst.fingerprint:
+                problem = MultiAgentsError(f"workflow {tid} is not driven by this runtime")
+        if problem is not None or inst is None:
+            if c.reply is not None and not c.reply.done():
+                c.reply.set_exception(problem or MultiAgentsError(f"workflow {tid} is unavailable"))
+            return None
+        self.live[tid] = inst  # for this batch only: finished instances are dropped again at its end
+        return inst
 
     async def _release_probes(self, unsent: list[Command]) -> None:
         """Commands that were let through a half-open breaker but never sent give their slot back."""

@@ -100,7 +100,7 @@ class RetryableError(MultiAgentsError):
 class CircuitBreakerOpenError(MultiAgentsError):
     """The breaker guarding a service is open; the call was not made."""
 
-    def __init__(self, message: str, *, breaker: str = "", retry_after: float = 0.0) -> None:
+    def __init__(self, message: str, *, breaker: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.breaker = breaker
         self.retry_after = retry_after

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from multiagents._json import dumps, loads
 from multiagents.errors import ErrorCategory, ErrorInfo
 from multiagents.events import (
     Cancel,
@@ -192,7 +193,8 @@ class _Machine:
         if error.category is ErrorCategory.CIRCUIT_OPEN:
             # Not the step's fault: wait for the breaker without spending an attempt.
             run.attempt -= 1
-            delay = error.retry_after if error.retry_after is not None else policy.initial_seconds
+            # Never park for no time: an open-breaker error without a delay would spin.
+            delay = error.retry_after if error.retry_after else policy.initial_seconds
             run.status, run.parked, run.wake_at = RunStatus.WAITING, True, self.now + delay
             self._close_entry(run.attempt_id, "parked", started, finished, error, run.wake_at)
             return False
@@ -286,10 +288,14 @@ class _Machine:
         if self.inst.cancel_requested:
             return
         self.changed = True
+        if self.inst.winding_down:
+            # Already rolling back after a failure: the outcome is that failure's, the cancel changes nothing.
+            why = f"{event.reason}; the workflow was already compensating, so it ends as that failure decides"
+            self.inst.history.append(note(None, "workflow", "cancel_ignored", self.now, reason=why))
+            return
         self.inst.cancel_requested = True
         self.inst.history.append(note(None, "workflow", "cancel_requested", self.now, reason=event.reason))
-        if not self.inst.winding_down:
-            self._begin_rollback({"category": "cancelled", "message": event.reason, "step": None})
+        self._begin_rollback({"category": "cancelled", "message": event.reason, "step": None})
 
     def _on_retry_compensations(self) -> None:
         if self.inst.state is not SagaState.COMPENSATION_FAILED:
@@ -308,11 +314,36 @@ class _Machine:
         self.inst.history.append(note(None, "workflow", "compensation_retry_requested", self.now))
 
     def _on_resume(self) -> None:
+        """Attempts in flight died with the process: each counts as a failed attempt, tried again at once.
+
+        Counting it (as Temporal counts an activity lost with its worker) is what stops a step that kills
+        the process from crash-looping forever: its retry policy runs out like any other.
+        """
         for name, sr in self.inst.steps.items():
             for kind, run in ((Kind.EXECUTE, sr.execution), (Kind.COMPENSATE, sr.compensation)):
-                if run is not None and run.status is RunStatus.RUNNING:
-                    self.changed = True
-                    self._emit(name, kind, run.attempt, run.attempt_id or "", redelivery=True)
+                if run is None or run.status is not RunStatus.RUNNING:
+                    continue
+                self.changed = True
+                error = ErrorInfo(
+                    ErrorCategory.TIMEOUT,
+                    f"the process stopped while attempt {run.attempt} of step {name!r} ({kind.value}) "
+                    "was in flight",
+                    "ProcessStopped",
+                    retryable=True,
+                    types=("ProcessStopped",),
+                )
+                compensating = kind is Kind.COMPENSATE
+                policy = self.defn.steps[name].effective_policy(compensating)
+                again = policy.should_retry(error, run.attempt) and (
+                    compensating or not self.inst.winding_down
+                )
+                if again:
+                    self._close_entry(run.attempt_id, "interrupted", None, self.now, error)
+                    self._dispatch(name, kind)
+                elif compensating:
+                    self._compensation_failed(name, error, None, self.now)
+                else:
+                    self._execution_failed(name, sr, error, None, self.now)
 
     # ---- moving forward -----------------------------------------------------------------------
 
@@ -361,7 +392,7 @@ class _Machine:
         taken = self.inst.decisions.get(node.name)
         if taken is None:
             try:
-                taken = node.evaluate(self._context())
+                taken = node.evaluate(loads(dumps(self._context())))  # a copy it may not change
             except Exception as exc:
                 error = ErrorInfo(
                     ErrorCategory.PERMANENT,
@@ -450,7 +481,7 @@ class _Machine:
         )
         self._emit(name, kind, run.attempt, run.attempt_id)
 
-    def _emit(self, name: str, kind: Kind, attempt: int, attempt_id: str, redelivery: bool = False) -> None:
+    def _emit(self, name: str, kind: Kind, attempt: int, attempt_id: str) -> None:
         sr = self.inst.steps[name]
         run = sr.execution if kind is Kind.EXECUTE else sr.compensation
         assert run is not None
@@ -467,19 +498,6 @@ class _Machine:
             context = self._context()
             worker = step.worker_name
             idempotency_key = f"{self.inst.transaction_id}:{name}"
-        if redelivery:
-            why = "the attempt was in flight when the process stopped"
-            self.inst.history.append(
-                note(
-                    name,
-                    kind.value,
-                    "redispatched",
-                    self.now,
-                    attempt=attempt,
-                    attempt_id=attempt_id,
-                    reason=why,
-                )
-            )
         self.effects.append(
             Dispatch(
                 Command(
@@ -494,7 +512,7 @@ class _Machine:
                     context=context,
                     deadline=deadline,
                     timeout=timeout,
-                    cause=self.inst.error if compensating else None,
+                    cause=self.inst.error if compensating and not self.inst.cancel_requested else None,
                     circuit_breaker=step.breaker_name(compensating),
                 )
             )

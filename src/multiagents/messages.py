@@ -10,6 +10,12 @@ from typing import Any
 
 from multiagents.errors import ErrorInfo, SerializationError
 
+_orjson: Any
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - only where orjson has no wheel
+    _orjson = None
+
 __all__ = ["DEFAULT_MAX_PAYLOAD", "Command", "Kind", "Result", "check_json", "dumps", "loads"]
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes of JSON per context or output
@@ -43,10 +49,25 @@ def _find_bad(value: Any, path: str) -> str | None:
     return f"{path or 'value'} is a {type(value).__name__}, which is not JSON-serialisable"
 
 
+def _keys_are_strings(value: Any) -> bool:
+    """True when every dict key, at any depth, is a str (orjson checks this in C when it is present)."""
+    if _orjson is not None:
+        try:
+            _orjson.dumps(value)
+            return True
+        except TypeError:
+            pass  # a non-str key, or something else orjson refuses (an int over 64 bits): look closer
+    return _find_bad(value, "") is None
+
+
 def check_json(value: dict[str, Any], what: str, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> str:
     """Encode ``value`` as strict JSON, or raise SerializationError naming the offending key."""
     try:
+        # The standard library refuses NaN and Infinity; it would quietly turn a key like 1 into "1",
+        # which _keys_are_strings refuses (a dict {1: "a", "1": "b"} would otherwise lose a value).
         text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        if not _keys_are_strings(value):
+            raise TypeError("a key is not a string")
     except (TypeError, ValueError) as exc:
         reason = _find_bad(value, "") or str(exc)
         raise SerializationError(f"{what} is not JSON: {reason}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from multiagents._json import dumps, loads
 from multiagents.errors import ErrorCategory, ErrorInfo
 from multiagents.workflow import Step
 
@@ -19,7 +20,7 @@ def business_failure(step: Step, output: dict[str, Any]) -> ErrorInfo | None:
     if step.fail_if is None:
         return None
     try:
-        failed = bool(step.fail_if(output))
+        failed = bool(step.fail_if(loads(dumps(output))))  # a copy: the stored output stays as returned
     except Exception as exc:
         return ErrorInfo(
             ErrorCategory.PERMANENT,

@@ -134,6 +134,7 @@ class Runtime:
         try:
             await self.bus.open()
             self.resumed = await self._engine.start()
+            await self.error_tracker.prune()  # retention also holds for a store that was idle
             self._pool.start()
         except BaseException:
             await self.store.close()

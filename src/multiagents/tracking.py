@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -271,7 +272,7 @@ class ErrorTracker:
         rec.setdefault("error_type", "unknown")
         rec.setdefault("worker_name", "unknown")
         rec.setdefault("severity", severity_of(rec["error_type"]))
-        rec.setdefault("id", f"user:{id(rec)}:{now}")
+        rec.setdefault("id", f"user:{uuid.uuid4().hex}")
         if "context_data" in rec:
             rec["context_data"] = redact(rec["context_data"])
         return rec

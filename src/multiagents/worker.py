@@ -143,13 +143,30 @@ class Worker:
 
     async def _invoke(self, arg: Any, clock: Clock) -> Any:
         if self.is_async:
-            return await self.fn(arg)
+            try:
+                return await self.fn(arg)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # a real cancellation (a timeout, a shutdown): let it through
+                # The worker's own code raised it: that is a failure of this attempt, not a cancellation.
+                raise RuntimeError(f"worker {self.name!r} raised CancelledError itself") from exc
+            except SystemExit as exc:
+                raise RuntimeError(f"worker {self.name!r} called sys.exit({exc.code!r})") from exc
         # A sync worker runs in a thread so that it cannot block the event loop; the context
         # (step_info) is copied into the thread.
         hold = getattr(clock, "hold", None)
         ctx = contextvars.copy_context()
         with hold() if hold else contextlib.nullcontext():
-            return await asyncio.to_thread(ctx.run, self.fn, arg)
+            return await asyncio.to_thread(ctx.run, self._call_sync, arg)
+
+    def _call_sync(self, arg: Any) -> Any:
+        """Run a sync worker in its thread; an exit it asks for ends its attempt, never the process."""
+        try:
+            return self.fn(arg)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            what = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else "KeyboardInterrupt"
+            raise RuntimeError(f"worker {self.name!r} raised {what}") from exc
 
     async def _guarded(
         self, arg: Any, clock: Clock, timeout: float | None, breaker: BreakerHook | None

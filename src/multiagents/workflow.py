@@ -88,13 +88,20 @@ class Step:
         return None if self.compensation is None else _ref_name(self.compensation, "compensation")
 
     def effective_timeout(self, kind_compensate: bool = False) -> float:
-        if kind_compensate and self.compensation_timeout is not None:
-            return float(self.compensation_timeout)  # type: ignore[arg-type]
+        """Seconds one attempt may take: the step's option, else its worker's, else 300 s.
+
+        A compensation uses ``compensation_timeout``, else its own worker's declared timeout, and only
+        then the step's ``timeout`` (which was chosen for a different worker).
+        """
+        if kind_compensate:
+            if self.compensation_timeout is not None:
+                return float(self.compensation_timeout)  # type: ignore[arg-type]
+            if isinstance(self.compensation, Worker) and self.compensation.timeout is not None:
+                return self.compensation.timeout
         if self.timeout is not None:
             return float(self.timeout)  # type: ignore[arg-type]
-        ref = self.compensation if kind_compensate else self.worker
-        if isinstance(ref, Worker) and ref.timeout is not None:
-            return ref.timeout
+        if not kind_compensate and isinstance(self.worker, Worker) and self.worker.timeout is not None:
+            return self.worker.timeout
         return DEFAULT_STEP_TIMEOUT
 
     def breaker_name(self, kind_compensate: bool = False) -> str | None:

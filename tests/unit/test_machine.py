@@ -176,8 +176,8 @@ def test_a_late_result_is_recorded_as_ignored_and_changes_nothing_else() -> None
     assert saga.inst.steps["charge"].execution.output == {"charged": True}
 
 
-def test_resume_redispatches_the_in_flight_attempt_under_the_same_id() -> None:
-    """After a restart the attempt in flight is sent again with its attempt id and idempotency key."""
+def test_resume_tries_the_in_flight_attempt_again_at_once_as_the_next_attempt() -> None:
+    """After a restart the attempt in flight counts as lost and the next one goes at once, same key."""
     saga = Saga(one_step(), now=0.0)
     saga.send(Start())
     sent = saga.only_command()
@@ -185,15 +185,27 @@ def test_resume_redispatches_the_in_flight_attempt_under_the_same_id() -> None:
     saga.inst = WorkflowInstance.from_dict(json.loads(json.dumps(saga.inst.to_dict())))
     saga.send(Resume(), at=5.0)
     again = saga.only_command()
-    assert (again.attempt_id, again.attempt, again.idempotency_key) == (
-        sent.attempt_id,
-        sent.attempt,
-        sent.idempotency_key,
-    )
-    assert saga.inst.steps["charge"].execution.dispatches == 1
-    assert saga.inst.history[-1]["status"] == "redispatched"
+    assert again.attempt == sent.attempt + 1
+    assert again.attempt_id != sent.attempt_id
+    assert again.idempotency_key == sent.idempotency_key
+    lost = [e for e in saga.inst.history if e.get("attempt_id") == sent.attempt_id]
+    assert [e["status"] for e in lost] == ["interrupted"]
+    assert lost[0]["error"]["type"] == "ProcessStopped"
     saga.reply(again, output={})
     assert saga.inst.state is SagaState.COMPLETED
+
+
+def test_resume_with_no_attempts_left_fails_the_step() -> None:
+    """A step that was in flight at every restart runs out of attempts like any other: no crash loop."""
+    saga = Saga(one_step(), now=0.0)
+    saga.send(Start())
+    for _ in range(5):
+        saga.send(Resume(), at=saga.now + 1)
+        if saga.inst.is_terminal:
+            break
+    assert saga.inst.is_terminal
+    attempts = [e for e in saga.inst.history if e["kind"] == "execute" and e.get("attempt")]
+    assert len(attempts) <= 3
 
 
 def test_compensations_run_one_at_a_time_in_reverse_completion_order() -> None:

@@ -274,15 +274,14 @@ class SagaWorld(RuleBasedStateMachine):
             sr = new.steps[cmd.step]
             run = sr.execution if cmd.kind is Kind.EXECUTE else sr.compensation
             assert run is not None and run.status is RunStatus.RUNNING and run.attempt_id == cmd.attempt_id
-            if isinstance(event, Resume):
-                assert cmd.attempt_id in self.dispatched, "Resume dispatched an attempt never sent"
-                sent = self.dispatched[cmd.attempt_id]
-                assert (sent.attempt, sent.idempotency_key) == (cmd.attempt, cmd.idempotency_key)
-            else:
-                assert cmd.attempt_id not in self.dispatched, f"attempt id {cmd.attempt_id} reused"
+            # Attempt ids are never reused: after a restart the lost attempt counts and the next one has
+            # a new id, while the idempotency key of the step (or of its compensation) stays the same.
+            assert cmd.attempt_id not in self.dispatched, f"attempt id {cmd.attempt_id} reused"
+            earlier = [c for c in self.dispatched.values() if (c.step, c.kind) == (cmd.step, cmd.kind)]
+            assert all(c.idempotency_key == cmd.idempotency_key for c in earlier), "idempotency key changed"
             if cmd.kind is Kind.COMPENSATE:
                 self._check_compensation_dispatch(cmd.step, new)
-            elif not isinstance(event, Resume):
+            else:
                 assert not new.winding_down, f"execution of {cmd.step} started while rolling back"
             self.dispatched[cmd.attempt_id] = cmd
             self.outstanding[cmd.attempt_id] = cmd
