@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -91,8 +91,8 @@ def _styled(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).strftime(fmt)
+def _when(ts: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return datetime.fromtimestamp(ts).strftime(fmt) if isinstance(ts, int | float) else "-"
 
 
 def _check_folder(url: str) -> None:
@@ -228,11 +228,31 @@ def _print_report(out: Console, report: DemoReport) -> None:
 # ---- status and list ------------------------------------------------------------------------
 
 
-def _error_text(error: dict[str, Any] | None) -> str:
+def _error_text(error: Any) -> str:
+    """One line for an error dict; any key may be missing (a condition that raised has no attempt)."""
     if not error:
         return ""
-    where = f" (step {error['step']}, attempt {error['attempt']})" if error.get("step") else ""
-    return f"{error.get('category', '?')}: {error.get('message', '')}{where}"
+    if not isinstance(error, Mapping):
+        return str(error)
+    where = [f"step {error['step']}"] if error.get("step") else []
+    if error.get("attempt") is not None:
+        where.append(f"attempt {error['attempt']}")
+    suffix = f" ({', '.join(where)})" if where else ""
+    return f"{error.get('category') or '?'}: {error.get('message') or ''}{suffix}"
+
+
+def _message(error: Any) -> str:
+    """The message of an error dict, or the error itself when a record holds a plain string."""
+    if isinstance(error, Mapping):
+        return str(error.get("message") or "")
+    return "" if error is None else str(error)
+
+
+def _offset(at: Any, t0: Any) -> str:
+    """``+1.234s`` from the workflow's start, or nothing when either time is missing or not a number."""
+    if isinstance(at, int | float) and isinstance(t0, int | float):
+        return f"+{at - t0:.3f}s"
+    return ""
 
 
 @cli.command()
@@ -244,11 +264,11 @@ def status(transaction_id: str, store: str) -> None:
     out = _stdout()
     out.print(Text.assemble("workflow ", (st["transaction_id"], "bold"), f"  ({st['workflow_id']})"))
     out.print(Text.assemble("state    ", _styled(str(st["state"]))))
-    out.print(f"started  {_when(st['created_at'])}, last change {_when(st['updated_at'])}")
-    if st["error"]:
+    out.print(f"started  {_when(st.get('created_at'))}, last change {_when(st.get('updated_at'))}")
+    if st.get("error"):
         out.print(Text.assemble("error    ", (_error_text(st["error"]), "red")))
-    for f in st["compensation_failures"]:
-        out.print(Text(f"needs attention: {f['error']}", style="bold red"))
+    for f in st.get("compensation_failures") or ():
+        out.print(Text(f"needs attention: {f.get('error')}", style="bold red"))
 
     out.print(_steps_table(st))
     out.print(_history_table(st))
@@ -261,12 +281,12 @@ def _steps_table(st: dict[str, Any]) -> Table:
     steps.add_column("attempts", justify="right")
     steps.add_column("undo attempts", justify="right")
     steps.add_column("error")
-    for name, s in st["steps"].items():
-        errors = [e for e in (s.get("error"), s.get("compensation_error")) if e]
+    for name, s in (st.get("steps") or {}).items():
+        errors = [str(e) for e in (s.get("error"), s.get("compensation_error")) if e]
         steps.add_row(
             name,
-            _styled(s["status"]),
-            str(s["attempts"]),
+            _styled(str(s.get("status", "?"))),
+            str(s.get("attempts", "")),
             str(s.get("compensation_attempts", "")),
             "\n".join(errors),
         )
@@ -279,18 +299,18 @@ def _history_table(st: dict[str, Any]) -> Table:
     for col in ("at", "step", "kind", "#", "status"):
         history.add_column(col, no_wrap=True, justify="right" if col in ("at", "#") else "left")
     history.add_column("detail")
-    t0 = st["created_at"]
-    for e in st["execution_history"]:
-        at = e.get("completed_at") or e.get("started_at")
-        detail = (e.get("error") or {}).get("message") or e.get("reason") or ""
-        if e.get("next_attempt_at"):
-            detail += f" (retry at +{e['next_attempt_at'] - t0:.3f}s)"
+    t0 = st.get("created_at")
+    for e in st.get("execution_history") or ():
+        detail = _message(e.get("error")) or str(e.get("reason") or "")
+        retry_at = _offset(e.get("next_attempt_at"), t0)
+        if retry_at:
+            detail += f" (retry at {retry_at})"
         history.add_row(
-            "" if at is None else f"+{at - t0:.3f}s",
-            e.get("step") or "-",
-            e.get("kind", ""),
+            _offset(e.get("completed_at") or e.get("started_at"), t0),
+            str(e.get("step") or "-"),
+            str(e.get("kind") or ""),
             "" if e.get("attempt") is None else str(e["attempt"]),
-            _styled(e.get("status", "")),
+            _styled(str(e.get("status") or "")),
             detail,
         )
     return history
@@ -321,8 +341,8 @@ def list_(state: str | None, limit: int, store: str) -> None:
         return
     rows = []
     for st in found:
-        failures = st["compensation_failures"]
-        why = failures[0]["error"] if failures else (st["error"] or {}).get("message", "")
+        failures = st.get("compensation_failures")
+        why = str(failures[0].get("error") or "") if failures else _message(st.get("error"))
         started = _when(st["created_at"], "%m-%d %H:%M:%S")
         rows.append((st["transaction_id"], str(st["state"]), st["workflow_id"], started, why or ""))
     # The fixed columns keep their width (a transaction id must stay whole to be copied); "why" gets

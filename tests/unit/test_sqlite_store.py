@@ -86,6 +86,9 @@ async def test_non_exclusive_store_reads_while_the_owner_runs(tmp_path: Path) ->
 async def test_non_exclusive_store_does_not_lock_out_an_owner(tmp_path: Path) -> None:
     """A read-only store takes no lock: an owning store can open while it is open."""
     path = str(tmp_path / "s.db")
+    creator = SQLiteStore(path)  # a read-only store opens only a store that exists
+    await creator.open()
+    await creator.close()
     reader = open_store(f"sqlite:///{path}", exclusive=False)
     await reader.open()
     owner = SQLiteStore(path)
@@ -176,3 +179,26 @@ def test_bad_synchronous_setting_is_rejected() -> None:
     """synchronous accepts only SQLite's own levels."""
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteStore("x.db", synchronous="sometimes")
+
+
+async def test_read_only_store_refuses_writes_and_missing_files(tmp_path) -> None:
+    """A store opened without the lock is read-only: writes are refused, and a missing file is not created."""
+    from multiagents.store.sqlite import SQLiteStore
+
+    missing = tmp_path / "nope.db"
+    with pytest.raises(StoreError, match="no store file"):
+        await SQLiteStore(str(missing), exclusive=False).open()
+    assert not missing.exists()
+
+    path = str(tmp_path / "s.db")
+    owner = SQLiteStore(path)
+    await owner.open()
+    await owner.close()
+    reader = SQLiteStore(path, exclusive=False)
+    await reader.open()
+    try:
+        with pytest.raises(StoreError, match="read-only"):
+            await reader.commit([])
+        assert await reader.list_instances() == []
+    finally:
+        await reader.close()

@@ -1,5 +1,6 @@
 """The old package's event bus import paths."""
 
 from multiagents.compat import InMemoryEventBus
+from multiagents.event_bus.redis_bus import RedisEventBus
 
-__all__ = ["InMemoryEventBus"]
+__all__ = ["InMemoryEventBus", "RedisEventBus"]

@@ -1,5 +1,7 @@
 """The embedded default store: one SQLite file in WAL mode, owned by one Runtime at a time.
 
+Any number of read-only stores (``exclusive=False``) may read the file beside its owner.
+
 Calls are synchronous on the event loop: a WAL commit with ``synchronous=NORMAL`` takes tens of
 microseconds, far less than a hop to a thread would, and it survives a killed process (only a power
 loss can take the last commits; pass ``synchronous="FULL"`` to rule that out too).
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from multiagents._json import loads
@@ -29,9 +32,19 @@ from multiagents.tracking import ErrorFilter
 __all__ = ["SQLiteStore"]
 
 _DIALECT = Dialect("?")
+_TABLES = ("multiagents_errors", "multiagents_meta", "multiagents_workflows")
 
 
 class SQLiteStore:
+    """A store in the SQLite file at ``path``.
+
+    ``exclusive=True`` (what a Runtime uses) takes the file's lock, creates the file and its tables if
+    needed and switches it to WAL. ``exclusive=False`` is for tools that only look (status, listing,
+    while a Runtime runs on the file): it takes no lock and opens the file read-only, so it never
+    creates, migrates or alters anything; a file that is missing or holds no multiagents tables is
+    refused with StoreError, and so is every write.
+    """
+
     def __init__(self, path: str, *, exclusive: bool = True, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
@@ -70,8 +83,10 @@ class SQLiteStore:
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise StoreError(f"cannot open store {self.path}: the folder {directory} does not exist")
-        if self.exclusive:
-            self._take_lock()
+        if not self.exclusive:
+            self._db = self._open_read_only()
+            return
+        self._take_lock()
         db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -100,6 +115,51 @@ class SQLiteStore:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         self._db = db
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        """A connection that cannot write: it creates no file, table or row and leaves the journal mode.
+
+        A store in WAL mode is read through its ``-wal`` and ``-shm`` files, which SQLite itself adds
+        beside the file when they are missing; the owner's commits stay visible to this connection.
+        """
+        if not os.path.isfile(self.path):
+            raise StoreError(f"there is no store file at {os.path.abspath(self.path)}")
+        uri = Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            names = {
+                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            }
+            missing = [t for t in _TABLES if t not in names]
+            if len(missing) == len(_TABLES):
+                raise StoreError(f"{self.path} is not a multiagents store (it holds no multiagents tables)")
+            if missing:
+                raise StoreError(
+                    f"{self.path} is not a complete multiagents store: it lacks {', '.join(missing)}"
+                )
+            row = db.execute("SELECT value FROM multiagents_meta WHERE key='schema'").fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema {row[0]}, newer than this version understands"
+                )
+        except (sqlite3.Error, StoreError) as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        return db
+
+    def _writable(self, what: str) -> sqlite3.Connection:
+        """The connection, for a write; a store opened with ``exclusive=False`` is read-only."""
+        if not self.exclusive:
+            raise StoreError(
+                f"store {self.path} is open read-only (exclusive=False), so {what} is refused; "
+                "only the Runtime that owns the file writes to it"
+            )
+        return self.db
+
     def _release_lock(self) -> None:
         if self._lock_file is not None:
             self._lock_file.close()
@@ -118,7 +178,7 @@ class SQLiteStore:
         return self._db
 
     async def commit(self, transitions: Sequence[Transition]) -> None:
-        db = self.db
+        db = self._writable("a commit")
         insert, update, insert_error = _DIALECT.insert(), _DIALECT.update(), _DIALECT.insert_error()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -166,9 +226,10 @@ class SQLiteStore:
     # ---- error log: sync twins serve ErrorTracker's sync methods (the seed's interface) ----------
 
     def record_sync(self, records: Iterable[Mapping[str, Any]]) -> None:
+        db = self._writable("recording errors")
         try:
-            with self.db:
-                self.db.executemany(_DIALECT.insert_error(), [error_row(r) for r in records])
+            with db:
+                db.executemany(_DIALECT.insert_error(), [error_row(r) for r in records])
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: recording errors failed: {exc}") from exc
 
@@ -186,11 +247,12 @@ class SQLiteStore:
         return self.query_sync(where)
 
     async def prune_errors(self, *, before: float | None, keep: int | None) -> int:
+        db = self._writable("pruning errors")
         removed = 0
         try:
-            with self.db:
+            with db:
                 for sql, args in _DIALECT.prune_errors(before, keep):
-                    removed += self.db.execute(sql, args).rowcount
+                    removed += db.execute(sql, args).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: pruning errors failed: {exc}") from exc
         return removed

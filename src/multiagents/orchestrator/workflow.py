@@ -1,0 +1,5 @@
+"""The old package's ``multiagents.orchestrator.workflow`` import path."""
+
+from multiagents.workflow import Step, WorkflowBuilder, WorkflowDefinition
+
+__all__ = ["Step", "WorkflowBuilder", "WorkflowDefinition"]
