@@ -1,8 +1,7 @@
-"""Behaviour the documentation promises and the engine does not yet keep.
+"""Regression tests for promises the engine once broke.
 
 Each test pins one promise: a workflow never strands, a result is never lost without a trace, a
-compensation sees what it was told it would see, and bad input ends in a sentence. They fail until the
-engine keeps the promise.
+compensation sees what it was told it would see, and bad input ends in a sentence.
 """
 
 from __future__ import annotations
