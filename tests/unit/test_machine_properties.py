@@ -10,6 +10,7 @@ end every workflow must reach a terminal state once the world behaves.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from typing import Any
@@ -488,7 +489,7 @@ class SagaWorld(RuleBasedStateMachine):
 
 
 SagaWorld.TestCase.settings = settings(
-    max_examples=200,
+    max_examples=int(os.environ.get("MULTIAGENTS_HYPOTHESIS_EXAMPLES", "200")),
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
