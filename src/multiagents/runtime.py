@@ -221,7 +221,10 @@ class Runtime:
         return tid
 
     async def wait(self, transaction_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Wait until the workflow is in a terminal state; returns its status."""
+        """Wait until the workflow is in a terminal state; returns its status.
+
+        ``timeout`` is in real seconds, even with a FakeClock (drive fake time with ``clock.run_until``).
+        """
         self._require_started()
         try:
             inst = await asyncio.wait_for(self._engine.wait(transaction_id), timeout)

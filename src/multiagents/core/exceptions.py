@@ -1,47 +1,6 @@
 """The exception tree under the import path the seed uses; see :mod:`multiagents.errors`."""
 
-from multiagents.errors import (
-    BusError,
-    CircuitBreakerOpenError,
-    ConcurrencyConflict,
-    DefinitionError,
-    DefinitionMismatch,
-    ErrorCategory,
-    ErrorInfo,
-    MultiAgentsError,
-    RetryableError,
-    SerializationError,
-    StepFailed,
-    StepTimeoutError,
-    StoreError,
-    StoreLocked,
-    UnknownWorkflow,
-    ValidationError,
-    WorkerExecutionError,
-    WorkflowError,
-    WorkflowNotFound,
-    classify,
-)
+from multiagents import errors as _errors
+from multiagents.errors import *  # noqa: F403 - this module is an alias of multiagents.errors
 
-__all__ = [
-    "BusError",
-    "CircuitBreakerOpenError",
-    "ConcurrencyConflict",
-    "DefinitionError",
-    "DefinitionMismatch",
-    "ErrorCategory",
-    "ErrorInfo",
-    "MultiAgentsError",
-    "RetryableError",
-    "SerializationError",
-    "StepFailed",
-    "StepTimeoutError",
-    "StoreError",
-    "StoreLocked",
-    "UnknownWorkflow",
-    "ValidationError",
-    "WorkerExecutionError",
-    "WorkflowError",
-    "WorkflowNotFound",
-    "classify",
-]
+__all__ = list(_errors.__all__)
