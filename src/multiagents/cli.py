@@ -56,7 +56,7 @@ store_option = click.option(
     envvar="MULTIAGENTS_STORE",
     default=DEFAULT_STORE,
     show_default=True,
-    help="Store URL (sqlite:///path.db); defaults to $MULTIAGENTS_STORE.",
+    help="Store URL (sqlite:///path.db); $MULTIAGENTS_STORE if set.",
 )
 
 
@@ -278,9 +278,9 @@ def _steps_table(st: dict[str, Any]) -> Table:
     steps = Table(title="Steps")
     steps.add_column("step", no_wrap=True)
     steps.add_column("status", no_wrap=True)
-    steps.add_column("attempts", justify="right")
-    steps.add_column("undo attempts", justify="right")
-    steps.add_column("error")
+    steps.add_column("tries", justify="right")  # short headers leave the width to the error text
+    steps.add_column("undos", justify="right")
+    steps.add_column("error", ratio=1, min_width=20)
     for name, s in (st.get("steps") or {}).items():
         errors = [str(e) for e in (s.get("error"), s.get("compensation_error")) if e]
         steps.add_row(
@@ -397,7 +397,7 @@ async def _retry(url: str, bus: str, tid: str) -> dict[str, Any]:
     envvar="MULTIAGENTS_BUS",
     default="memory://",
     show_default=True,
-    help="Bus URL; defaults to $MULTIAGENTS_BUS.",
+    help="Bus URL; $MULTIAGENTS_BUS if set.",
 )
 def retry(transaction_id: str, store: str, bus: str) -> None:
     """Run a workflow's failed compensations again.

@@ -98,7 +98,10 @@ class RetryPolicy:
         if value is None or isinstance(value, RetryPolicy):
             return value
         if isinstance(value, Mapping):
-            return cls.from_dict(value)
+            try:
+                return cls.from_dict(value)
+            except DefinitionError as exc:
+                raise DefinitionError(f"{what}: {exc}") from None
         raise DefinitionError(f"{what} must be a RetryPolicy or a dict, got {type(value).__name__}")
 
     @classmethod
@@ -123,7 +126,9 @@ class RetryPolicy:
         for key, value in data.items():
             if key == "max_retries":
                 # The old form counts retries after the first attempt.
-                kwargs["max_attempts"] = int(value) + 1
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise DefinitionError(f"max_retries must be a whole number >= 0, got {value!r}")
+                kwargs["max_attempts"] = value + 1
             elif key in aliases:
                 kwargs[aliases[key]] = value
             else:
@@ -134,10 +139,11 @@ class RetryPolicy:
             )
         if "jitter" in kwargs and isinstance(kwargs["jitter"], bool):
             kwargs["jitter"] = 0.1 if kwargs["jitter"] else 0.0
-        policy = cls(**kwargs)
-        if "max_interval" not in kwargs and policy.max_interval < policy.initial_interval:  # type: ignore[operator]
-            policy = cls(**{**kwargs, "max_interval": policy.initial_interval})
-        return policy
+        if "max_interval" not in kwargs and "initial_interval" in kwargs:
+            # Unset, the cap must not be below a long initial delay the old form asked for.
+            initial = seconds(kwargs["initial_interval"], "initial_delay")
+            kwargs["max_interval"] = max(60.0, initial or 0.0)
+        return cls(**kwargs)
 
     @property
     def initial_seconds(self) -> float:

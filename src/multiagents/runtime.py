@@ -70,6 +70,8 @@ class Runtime:
         self.bus: Bus = open_bus(bus) if isinstance(bus, str) else bus
         self.store: Store = open_store(store) if isinstance(store, str) else store
         registered: dict[str, Worker] = {}
+        if isinstance(workflows, WorkflowDefinition) or isinstance(workers, Worker):
+            raise DefinitionError("workers and workflows take lists: Runtime(workers=[...], workflows=[...])")
         raw_workflows = list(workflows)
         for wf in raw_workflows:
             if not isinstance(wf, WorkflowDefinition):
@@ -114,10 +116,10 @@ class Runtime:
 
     def _check_workers(self) -> None:
         missing = [
-            f"workflow {wf.id!r} step {step.name!r} needs worker {name!r}"
+            f"workflow {wf.id!r} step {step.name!r} needs {role} {name!r}"
             for wf in self.workflows.values()
             for step in wf.steps.values()
-            for name in (step.worker_name, step.compensation_name)
+            for role, name in (("worker", step.worker_name), ("compensation worker", step.compensation_name))
             if name is not None and name not in self.workers
         ]
         if missing:
@@ -196,7 +198,7 @@ class Runtime:
 
     async def execute_workflow(
         self,
-        workflow_id: str,
+        workflow_id: str | WorkflowDefinition,
         context: Mapping[str, Any] | None = None,
         *,
         transaction_id: str | None = None,
@@ -208,6 +210,12 @@ class Runtime:
         ``transaction_id`` that already exists returns it without starting a second run.
         """
         self._require_started()
+        if isinstance(workflow_id, WorkflowDefinition):
+            workflow_id = workflow_id.id
+        if not isinstance(workflow_id, str):
+            raise DefinitionError(
+                f"execute_workflow takes the workflow's id (a str), got {type(workflow_id).__name__}"
+            )
         definition = self.workflows.get(workflow_id)
         if definition is None:
             known = ", ".join(sorted(self.workflows)) or "none"
@@ -277,6 +285,7 @@ class Runtime:
 
     async def get_status(self, transaction_id: str) -> dict[str, Any]:
         """The workflow's status; with the current state of the circuit breakers its steps use."""
+        self._require_started()
         inst = await self._engine.instance(transaction_id)
         status = self._describe(inst)
         defn = self.workflows.get(inst.workflow_id)
@@ -293,6 +302,11 @@ class Runtime:
         self, state: SagaState | str | None = None, limit: int = 100, workflow_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Status dicts, newest first."""
+        self._require_started()
+        if state is not None and state not in {s.value for s in SagaState}:
+            raise ValidationError(
+                f"unknown state {state!r}; use one of: {', '.join(s.value for s in SagaState)}"
+            )
         wanted = None if state is None else SagaState(state)
         found = await self.store.list_instances(state=wanted, workflow_id=workflow_id, limit=limit)
         return [self._describe(self._engine.live.get(i.transaction_id, i)) for i in found]

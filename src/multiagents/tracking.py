@@ -235,6 +235,14 @@ def summarize(records: list[dict[str, Any]], now: float) -> dict[str, Any]:
     }
 
 
+def _filter(filters: Mapping[str, Any]) -> ErrorFilter:
+    allowed = set(ErrorFilter.__dataclass_fields__)
+    unknown = sorted(set(filters) - allowed)
+    if unknown:
+        raise ValueError(f"unknown error filter {', '.join(unknown)}; filter by {', '.join(sorted(allowed))}")
+    return ErrorFilter(**filters)
+
+
 class ErrorTracker:
     """Records and summarises errors.
 
@@ -300,17 +308,17 @@ class ErrorTracker:
 
     def get_error_summary(self, **filters: Any) -> dict[str, Any]:
         """The seed's summary; ``filters`` narrow it (workflow_id, step, category, since, until)."""
-        return summarize(self._query_sync(ErrorFilter(**filters)), self._now())
+        return summarize(self._query_sync(_filter(filters)), self._now())
 
     async def summary(self, **filters: Any) -> dict[str, Any]:
         """``get_error_summary`` for every store."""
         await self.flush()
-        return summarize(await self._log.query_errors(ErrorFilter(**filters)), self._now())
+        return summarize(await self._log.query_errors(_filter(filters)), self._now())
 
     async def query(self, **filters: Any) -> list[dict[str, Any]]:
         """Records, newest first, filtered by transaction_id, workflow_id, step, category, since, until."""
         await self.flush()
-        return await self._log.query_errors(ErrorFilter(**filters))
+        return await self._log.query_errors(_filter(filters))
 
     async def needs_attention(self) -> list[dict[str, Any]]:
         """Workflows that ended compensation_failed: a person must look at them."""

@@ -68,6 +68,10 @@ def step_info() -> StepInfo:
         raise LookupError("step_info() is only available inside a worker run by multiagents") from None
 
 
+def _article(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _format_pydantic(exc: PydanticValidationError) -> list[str]:
     return [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()]
 
@@ -129,7 +133,7 @@ class Worker:
             output = {}
         if not isinstance(output, dict):
             raise ValidationError(
-                f"worker {self.name!r} returned a {type(output).__name__}; workers return a dict"
+                f"worker {self.name!r} returned {_article(type(output).__name__)}; workers return a dict"
             )
         if self.output_model is not None:
             try:

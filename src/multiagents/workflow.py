@@ -341,8 +341,12 @@ class WorkflowBuilder:
                 fail_if=fail_if,
                 **options,
             )
-        except TypeError as exc:
-            raise DefinitionError(f"add_step({name!r}): {exc}") from None
+        except TypeError:
+            accepted = sorted(f for f in Step.__dataclass_fields__ if f not in ("name", "worker"))
+            unknown = sorted(set(options) - set(accepted))
+            raise DefinitionError(
+                f"add_step({name!r}) got unknown options {unknown}; it takes {', '.join(accepted)}"
+            ) from None
         self._nodes.append(step)
         return self
 

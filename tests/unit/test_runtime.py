@@ -660,3 +660,39 @@ def test_definition_to_dict_describes_every_node():
     assert (cond["name"], cond["condition"]) == ("choose", "x.y")
     assert [s["name"] for s in cond["true_path"]] == ["d"]
     assert [s["name"] for s in cond["false_path"]] == ["e"]
+
+
+def test_old_dict_policy_with_a_long_initial_delay_and_bad_max_retries():
+    """A long initial_delay raises the unset cap; a bad max_retries is named, with the step it belongs to."""
+    long = RetryPolicy.from_dict({"max_retries": 3, "initial_delay": 120})
+    assert (long.max_attempts, long.initial_seconds, long.max_seconds) == (4, 120.0, 120.0)
+    with pytest.raises(DefinitionError, match=r"step 'a' retry_policy: max_retries must be a whole number"):
+        WorkflowBuilder("w").add_step("a", "x", retry_policy={"max_retries": "x"})
+    with pytest.raises(DefinitionError, match="max_retries must be a whole number >= 0, got -1"):
+        RetryPolicy.from_dict({"max_retries": -1})
+
+
+async def test_common_mistakes_get_one_clear_sentence(make_runtime, clock):
+    """Passing a definition for its id works; a bad state filter or option is named, not a TypeError."""
+
+    @worker("noop")
+    async def noop(ctx):
+        return {}
+
+    wf = WorkflowBuilder("w").add_step("s", noop).build()
+    with pytest.raises(DefinitionError, match="take lists"):
+        make_runtime(workflows=wf)
+    with pytest.raises(DefinitionError, match="unknown options \\['retries'\\]"):
+        WorkflowBuilder("w").add_step("s", noop, retries=3)
+    rt = make_runtime(workflows=[wf])
+    from multiagents import MultiAgentsError
+
+    with pytest.raises(MultiAgentsError, match="not running"):
+        await rt.get_status("x")
+    async with rt:
+        status = await clock.run_until(rt.wait(await rt.execute_workflow(wf, {})))
+        assert status["state"] == SagaState.COMPLETED
+        with pytest.raises(ValidationError, match="unknown state 'done'"):
+            await rt.list_workflows(state="done")
+        with pytest.raises(ValueError, match="unknown error filter worker"):
+            rt.error_tracker.get_error_summary(worker="noop")
