@@ -253,15 +253,12 @@ class Engine:
                     self._schedule(tid, None if old is None else old.wake_at)
                 raise
         self.errors_since_prune += sum(len(e) for e in errors.values())
-        sends = [cmd for cmds in commands.values() for cmd in cmds]
-        if self.breakers is not None and any(c.circuit_breaker for c in sends):
-            sends = await self._gate(sends, now)
-        if sends:
-            try:
-                await self.bus.send_commands(sends)
-            except BaseException:
-                await self._release_probes(sends)
-                raise
+        # The transitions are stored: whatever happens while sending, the timers are armed and the callers
+        # answered, so a lost command is caught by its lease instead of stranding the workflow.
+        try:
+            await self._send([cmd for cmds in commands.values() for cmd in cmds], now)
+        except Exception:
+            log.exception("sending commands failed; their leases will retry them")
         for tid, inst in changed.items():
             self._schedule(tid, inst.wake_at)
         for fut, tid in replies:
@@ -312,6 +309,16 @@ class Engine:
                 return_exceptions=True,
             )
 
+    async def _send(self, sends: list[Command], now: float) -> None:
+        if self.breakers is not None and any(c.circuit_breaker for c in sends):
+            sends = await self._gate(sends, now)
+        if sends:
+            try:
+                await self.bus.send_commands(sends)
+            except BaseException:
+                await self._release_probes(sends)
+                raise
+
     async def _gate(self, commands: list[Command], now: float) -> list[Command]:
         """Hold back commands whose circuit breaker is open: they are parked, not sent.
 
@@ -321,8 +328,18 @@ class Engine:
         assert self.breakers is not None
         registry = self.breakers
         guarded = [c for c in commands if c.circuit_breaker]
-        waits = await asyncio.gather(*(registry.get(c.circuit_breaker or "").allow() for c in guarded))
-        refused = {c.attempt_id: w for c, w in zip(guarded, waits, strict=True) if w is not None}
+        answers = await asyncio.gather(
+            *(registry.get(c.circuit_breaker or "").allow() for c in guarded), return_exceptions=True
+        )
+        refused: dict[str, float] = {}
+        for c, answer in zip(guarded, answers, strict=True):
+            if isinstance(answer, BaseException):
+                # The breaker's state cannot be read: fail open, so a store hiccup does not stop the work.
+                log.warning(
+                    "circuit breaker %r unreadable (%s); sending %s", c.circuit_breaker, answer, c.step
+                )
+            elif answer is not None:
+                refused[c.attempt_id] = answer
         if not refused:
             return commands
         results = [

@@ -189,7 +189,9 @@ class Runtime:
                     f"input to workflow {definition.id!r} does not match {definition.input_model.__name__}",
                     problems,
                 ) from None
-            data = {**data, **model.model_dump(mode="json")}
+            # Only what was given (coerced), under the names it was given: filling in absent optional
+            # fields would hand later workers' models values (None) they never allowed.
+            data = {**data, **model.model_dump(mode="json", by_alias=True, exclude_unset=True)}
         # A JSON round trip: the stored input shares nothing with the caller's objects.
         parsed: dict[str, Any] = json.loads(
             check_json(data, f"the context of workflow {definition.id!r}", self.max_payload)

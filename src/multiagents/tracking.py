@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 import uuid
 from collections import deque
@@ -28,7 +29,8 @@ DEFAULT_RETENTION = 30 * 86400.0
 DEFAULT_MAX_ERRORS = 100_000
 
 _SECRET = re.compile(
-    r"pass(word)?|secret|token|api[_-]?key|auth|credential|card[_-]?number|cvv|cvc|ssn|private[_-]?key",
+    r"pass(word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key|auth|bearer|credential|cookie|"
+    r"session(_?id)?|card[_-]?number|cvv|cvc|ssn|private[_ -]?key",
     re.IGNORECASE,
 )
 
@@ -45,8 +47,8 @@ def redact(value: Any, limit: int = SNAPSHOT_LIMIT) -> Any:
             }
         if isinstance(v, list | tuple):
             return [mask(item, depth + 1) for item in v[:50]]
-        if isinstance(v, str) and len(v) > 200:
-            return v[:200] + "…"
+        if isinstance(v, str):
+            return v if len(v) <= 200 else v[:200] + "…"
         if v is None or isinstance(v, bool | int | float):
             return v
         return repr(v)[:200]
@@ -104,6 +106,17 @@ _SEVERITY = {
 def severity_of(error_type: str) -> str:
     """The seed's severities: validation medium, connection high, unexpected critical."""
     return _SEVERITY.get(error_type, "high")
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with anything JSON cannot hold (a Decimal, a datetime) written as its repr."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return repr(value)
 
 
 def error_record(
@@ -180,16 +193,20 @@ class ErrorLog(Protocol):
 
 
 class _ListLog:
-    """The standalone tracker's log: in this process only, bounded."""
+    """The standalone tracker's log: in this process only, bounded, safe to use from worker threads."""
 
     def __init__(self, max_errors: int) -> None:
         self.records: deque[dict[str, Any]] = deque(maxlen=max_errors)
+        self._lock = threading.Lock()
 
     def record_sync(self, records: Iterable[Mapping[str, Any]]) -> None:
-        self.records.extend(dict(r) for r in records)
+        with self._lock:
+            self.records.extend(dict(r) for r in records)
 
     def query_sync(self, where: ErrorFilter) -> list[dict[str, Any]]:
-        found = [r for r in reversed(self.records) if where.matches(r)]
+        with self._lock:
+            newest_first = list(reversed(self.records))
+        found = [r for r in newest_first if where.matches(r)]
         return found[: where.limit] if where.limit is not None else found
 
     async def record_errors(self, records: Iterable[Mapping[str, Any]]) -> None:
@@ -269,14 +286,34 @@ class ErrorTracker:
         self._pending: set[asyncio.Task[None]] = set()
 
     @property
+    def error_counts(self) -> dict[str, int]:
+        """The seed's attribute: how many records of each error_type (sync stores only)."""
+        counts: dict[str, int] = self.get_error_summary().get("error_counts_by_type", {})
+        return counts
+
+    @property
+    def error_patterns(self) -> dict[str, int]:
+        """The seed's attribute: how many records of each ``worker:error_type`` (sync stores only)."""
+        patterns: dict[str, int] = {}
+        for r in self.errors:
+            key = f"{r.get('worker_name') or 'unknown'}:{r.get('error_type', 'unknown')}"
+            patterns[key] = patterns.get(key, 0) + 1
+        return patterns
+
+    @property
     def errors(self) -> list[dict[str, Any]]:
         """The seed's attribute: every record, oldest first (sync stores only)."""
         return list(reversed(self._query_sync(ErrorFilter())))
 
     def _normalise(self, info: Mapping[str, Any]) -> dict[str, Any]:
-        rec = dict(info)
+        rec = {str(k): _jsonable(v) for k, v in info.items()}
         now = self._now()
-        rec.setdefault("recorded_at", now)
+        at = rec.get("recorded_at")
+        if isinstance(at, bool) or not isinstance(at, int | float):
+            # The seed stamps records with an ISO string; the log orders and windows by epoch seconds.
+            if at is not None:
+                rec["reported_at"] = at
+            rec["recorded_at"] = now
         rec.setdefault("error_type", "unknown")
         rec.setdefault("worker_name", "unknown")
         rec.setdefault("severity", severity_of(rec["error_type"]))

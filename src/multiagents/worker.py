@@ -7,7 +7,8 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, overload
 
@@ -21,6 +22,8 @@ from multiagents.policy import Duration, RetryPolicy, seconds
 from multiagents.tracking import redact
 
 __all__ = ["StepInfo", "Worker", "step_info", "worker"]
+
+log = logging.getLogger("multiagents.worker")
 
 WorkerFn = Callable[..., Any]
 
@@ -66,6 +69,14 @@ def step_info() -> StepInfo:
         return _current.get()
     except LookupError:
         raise LookupError("step_info() is only available inside a worker run by multiagents") from None
+
+
+async def _tell(report: Awaitable[None]) -> None:
+    """Tell the breaker how a call went; failing to, it must never change the call's own outcome."""
+    try:
+        await report
+    except Exception:
+        log.exception("could not record a call's outcome on its circuit breaker")
 
 
 def _article(noun: str) -> str:
@@ -183,12 +194,12 @@ class Worker:
             raw = await clock.wait_for(self._invoke(arg, clock), timeout)
         except asyncio.CancelledError:
             # Neither a success nor a failure of the service: give back a half-open probe slot.
-            await asyncio.shield(breaker.release())
+            await asyncio.shield(_tell(breaker.release()))
             raise
         except Exception as exc:
-            await breaker.record_failure(exc, clock.now() - began)
+            await _tell(breaker.record_failure(exc, clock.now() - began))
             raise
-        await breaker.record_success(clock.now() - began)
+        await _tell(breaker.record_success(clock.now() - began))
         return raw
 
     async def run(
@@ -218,7 +229,12 @@ class Worker:
             remaining = command.deadline - started
             timeout = remaining if timeout is None else min(timeout, remaining)
         try:
-            arg = self._prepare_input(command.context)
+            try:
+                arg = self._prepare_input(command.context)
+            except Exception:
+                if breaker is not None:  # the call never reached the service: free a probe slot it held
+                    await _tell(breaker.release())
+                raise
             try:
                 raw = await self._guarded(arg, clock, timeout, breaker)
             except TimeoutError as exc:

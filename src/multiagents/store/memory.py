@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._rows: dict[str, tuple[int, str, str, float, str]] = {}
         self._errors: dict[str, str] = {}  # id -> JSON, in insertion order
+        self._errors_lock = threading.Lock()
 
     async def open(self) -> None:
         return None
@@ -74,12 +76,15 @@ class MemoryStore:
     # ---- error log (sync twins serve ErrorTracker's sync methods) --------------------------------
 
     def record_sync(self, records: Iterable[Mapping[str, Any]]) -> None:
-        for r in records:
-            self._errors.setdefault(r["id"], dumps(dict(r)))
+        with self._errors_lock:  # sync workers may record from their threads
+            for r in records:
+                self._errors.setdefault(r["id"], dumps(dict(r)))
 
     def query_sync(self, where: ErrorFilter) -> list[dict[str, Any]]:
         # Newest first; records of one instant in reverse order of writing, as the SQL stores do.
-        found = [rec for rec in map(loads, reversed(self._errors.values())) if where.matches(rec)]
+        with self._errors_lock:
+            stored = list(reversed(self._errors.values()))
+        found = [rec for rec in map(loads, stored) if where.matches(rec)]
         found.sort(key=lambda rec: -rec.get("recorded_at", 0.0))
         return found[: where.limit] if where.limit is not None else found
 

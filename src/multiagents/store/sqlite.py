@@ -9,11 +9,14 @@ loss can take the last commits; pass ``synchronous="FULL"`` to rule that out too
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar, cast
 
 from multiagents._json import loads
 from multiagents.errors import ConcurrencyConflict, StoreError, StoreLocked
@@ -35,6 +38,31 @@ _DIALECT = Dialect("?")
 _TABLES = ("multiagents_errors", "multiagents_meta", "multiagents_workflows")
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _serialized(fn: F) -> F:
+    """One connection serves the loop and the worker threads that record errors: one user at a time.
+
+    The bodies never await, so holding a thread lock across them cannot block the event loop on itself.
+    """
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def locked_async(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return await fn(self, *args, **kwargs)
+
+        return cast(F, locked_async)
+
+    @functools.wraps(fn)
+    def locked(self: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return cast(F, locked)
+
+
 class SQLiteStore:
     """A store in the SQLite file at ``path``.
 
@@ -52,6 +80,7 @@ class SQLiteStore:
         self.exclusive = exclusive
         self.synchronous = synchronous.upper()
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         self._lock_file: IO[str] | None = None
 
     def _take_lock(self) -> None:
@@ -177,6 +206,7 @@ class SQLiteStore:
             raise StoreError(f"store {self.path} is not open")
         return self._db
 
+    @_serialized
     async def commit(self, transitions: Sequence[Transition]) -> None:
         db = self._writable("a commit")
         insert, update, insert_error = _DIALECT.insert(), _DIALECT.update(), _DIALECT.insert_error()
@@ -203,6 +233,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: commit failed: {exc}") from exc
 
+    @_serialized
     def _fetch(self, sql: str, args: Sequence[Any]) -> list[WorkflowInstance]:
         try:
             return [row_instance(r[0]) for r in self.db.execute(sql, args).fetchall()]
@@ -225,6 +256,7 @@ class SQLiteStore:
 
     # ---- error log: sync twins serve ErrorTracker's sync methods (the seed's interface) ----------
 
+    @_serialized
     def record_sync(self, records: Iterable[Mapping[str, Any]]) -> None:
         db = self._writable("recording errors")
         try:
@@ -233,6 +265,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: recording errors failed: {exc}") from exc
 
+    @_serialized
     def query_sync(self, where: ErrorFilter) -> list[dict[str, Any]]:
         sql, args = _DIALECT.query_errors(where)
         try:
@@ -246,6 +279,7 @@ class SQLiteStore:
     async def query_errors(self, where: ErrorFilter) -> list[dict[str, Any]]:
         return self.query_sync(where)
 
+    @_serialized
     async def prune_errors(self, *, before: float | None, keep: int | None) -> int:
         db = self._writable("pruning errors")
         removed = 0
