@@ -13,7 +13,7 @@ import heapq
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from multiagents.bus import Bus
@@ -28,6 +28,7 @@ from multiagents.errors import (
 from multiagents.machine import Dispatch, Event, Finish, RecordError, Resume, Start, Tick, decide
 from multiagents.messages import Command, Result
 from multiagents.resilience.breaker import BreakerRegistry
+from multiagents.resilience.circuit import _seconds
 from multiagents.state import SagaState, WorkflowInstance
 from multiagents.store import Store, Transition
 from multiagents.tracking import ErrorTracker
@@ -305,7 +306,11 @@ class Engine:
         if self.breakers is not None:
             registry = self.breakers
             await asyncio.gather(
-                *(registry.get(c.circuit_breaker).release() for c in unsent if c.circuit_breaker),
+                *(
+                    registry.get(c.circuit_breaker).release(probe=c.probe)
+                    for c in unsent
+                    if c.circuit_breaker
+                ),
                 return_exceptions=True,
             )
 
@@ -329,17 +334,22 @@ class Engine:
         registry = self.breakers
         guarded = [c for c in commands if c.circuit_breaker]
         answers = await asyncio.gather(
-            *(registry.get(c.circuit_breaker or "").allow() for c in guarded), return_exceptions=True
+            *(registry.get(c.circuit_breaker or "").admit() for c in guarded), return_exceptions=True
         )
         refused: dict[str, float] = {}
+        probes: dict[str, bool] = {}
         for c, answer in zip(guarded, answers, strict=True):
             if isinstance(answer, BaseException):
                 # The breaker's state cannot be read: fail open, so a store hiccup does not stop the work.
                 log.warning(
                     "circuit breaker %r unreadable (%s); sending %s", c.circuit_breaker, answer, c.step
                 )
-            elif answer is not None:
-                refused[c.attempt_id] = answer
+            elif answer.retry_after is not None:
+                refused[c.attempt_id] = answer.retry_after
+            else:
+                probes[c.attempt_id] = answer.probe
+        # The worker tells the breaker whether its call was the probe: only probes decide a half-open one.
+        commands = [replace(c, probe=probes[c.attempt_id]) if c.attempt_id in probes else c for c in commands]
         if not refused:
             return commands
         results = [
@@ -352,7 +362,7 @@ class Engine:
                 error=ErrorInfo(
                     ErrorCategory.CIRCUIT_OPEN,
                     f"circuit breaker {c.circuit_breaker!r} refuses calls (open, or its half-open "
-                    f"probes are busy): step {c.step!r} is parked for {refused[c.attempt_id]:.3g}s",
+                    f"probes are busy): step {c.step!r} is parked for {_seconds(refused[c.attempt_id])}",
                     "CircuitBreakerOpenError",
                     retryable=True,
                     retry_after=refused[c.attempt_id],

@@ -104,6 +104,7 @@ class Command:
     timeout: float | None
     cause: dict[str, Any] | None = None  # for a compensation: the error that made the saga roll back
     circuit_breaker: str | None = None  # the breaker guarding this attempt's service
+    probe: bool | None = None  # whether the breaker let this attempt through as a half-open probe
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +121,7 @@ class Command:
             "timeout": self.timeout,
             "cause": self.cause,
             "circuit_breaker": self.circuit_breaker,
+            "probe": self.probe,
         }
 
     @classmethod
@@ -138,6 +140,7 @@ class Command:
             timeout=d["timeout"],
             cause=d.get("cause"),
             circuit_breaker=d.get("circuit_breaker"),
+            probe=d.get("probe"),
         )
 
 

@@ -31,11 +31,13 @@ WorkerFn = Callable[..., Any]
 class BreakerHook(Protocol):
     """What the worker side needs of a circuit breaker: to be told how each guarded call went."""
 
-    async def record_success(self, duration: float = 0.0) -> None: ...
+    async def record_success(self, duration: float = 0.0, *, probe: bool | None = None) -> None: ...
 
-    async def record_failure(self, exc: BaseException | None, duration: float = 0.0) -> None: ...
+    async def record_failure(
+        self, exc: BaseException | None, duration: float = 0.0, *, probe: bool | None = None
+    ) -> None: ...
 
-    async def release(self) -> None: ...
+    async def release(self, *, probe: bool | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,7 @@ class Worker:
         self.input_model = input_model
         self.output_model = output_model
         self.circuit_breaker = circuit_breaker
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -184,7 +186,7 @@ class Worker:
             raise RuntimeError(f"worker {self.name!r} raised {what}") from exc
 
     async def _guarded(
-        self, arg: Any, clock: Clock, timeout: float | None, breaker: BreakerHook | None
+        self, arg: Any, clock: Clock, timeout: float | None, breaker: BreakerHook | None, probe: bool | None
     ) -> Any:
         """Invoke under the timeout; tell the step's circuit breaker how the call went."""
         if breaker is None:
@@ -194,12 +196,12 @@ class Worker:
             raw = await clock.wait_for(self._invoke(arg, clock), timeout)
         except asyncio.CancelledError:
             # Neither a success nor a failure of the service: give back a half-open probe slot.
-            await asyncio.shield(_tell(breaker.release()))
+            await asyncio.shield(_tell(breaker.release(probe=probe)))
             raise
         except Exception as exc:
-            await _tell(breaker.record_failure(exc, clock.now() - began))
+            await _tell(breaker.record_failure(exc, clock.now() - began, probe=probe))
             raise
-        await _tell(breaker.record_success(clock.now() - began))
+        await _tell(breaker.record_success(clock.now() - began, probe=probe))
         return raw
 
     async def run(
@@ -233,10 +235,10 @@ class Worker:
                 arg = self._prepare_input(command.context)
             except Exception:
                 if breaker is not None:  # the call never reached the service: free a probe slot it held
-                    await _tell(breaker.release())
+                    await _tell(breaker.release(probe=command.probe))
                 raise
             try:
-                raw = await self._guarded(arg, clock, timeout, breaker)
+                raw = await self._guarded(arg, clock, timeout, breaker, command.probe)
             except TimeoutError as exc:
                 if timeout is not None and clock.now() - started >= timeout * 0.999:
                     raise StepTimeoutError(

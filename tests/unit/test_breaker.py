@@ -7,15 +7,16 @@ import inspect
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multiagents import FakeClock
-from multiagents.errors import CircuitBreakerOpenError, DefinitionError
+from multiagents.errors import CircuitBreakerOpenError, DefinitionError, StoreError
 from multiagents.resilience import (
     BreakerRegistry,
     BreakerState,
@@ -23,6 +24,7 @@ from multiagents.resilience import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitState,
+    Decision,
     Event,
     MemoryBreakerStore,
     transition,
@@ -656,6 +658,222 @@ async def test_a_cancelled_call_frees_its_probe_slot(clock: FakeClock) -> None:
     assert await breaker.allow() is None
 
 
+# -- only probes decide a half-open breaker ---------------------------------------------------------
+
+
+async def half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    await fail_times(breaker, 3)
+    await clock.advance(60)
+
+
+async def test_admit_tells_a_probe_from_a_call_admitted_while_closed(clock: FakeClock) -> None:
+    """admit(): closed admits without a probe, half-open admits a probe, a busy slot refuses with a wait."""
+    breaker = make(clock)
+    assert await breaker.admit() == Decision(retry_after=None, probe=False)
+    await half_open(breaker, clock)
+    assert await breaker.admit() == Decision(retry_after=None, probe=True)
+    refused = await breaker.admit()
+    assert refused.probe is False and refused.retry_after == pytest.approx(1)
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        lambda b: b.record_success(probe=False),
+        lambda b: b.record_failure(Boom("late"), probe=False),
+        lambda b: b.record_failure(KeyError("uncounted"), probe=False),
+        lambda b: b.release(probe=False),
+    ],
+    ids=["success", "failure", "uncounted", "release"],
+)
+async def test_an_outcome_reported_as_no_probe_leaves_a_half_open_breaker_as_it_is(
+    clock: FakeClock, report: Callable[[CircuitBreaker], Any]
+) -> None:
+    """A call admitted while closed reporting (probe=False) after the breaker half-opened changes nothing."""
+    store = MemoryBreakerStore()
+    breaker = make(clock, store=store)
+    assert (await breaker.admit()).probe is False  # the late call
+    await half_open(breaker, clock)
+    assert (await breaker.admit()).probe is True  # the real probe
+    before = store.peek("payment_service")
+    await report(breaker)
+    assert store.peek("payment_service") == before
+    assert await breaker.allow() is not None  # the probe's slot is still taken
+
+
+async def test_outcomes_reported_as_probes_decide_a_half_open_breaker(clock: FakeClock) -> None:
+    """probe=True: a release frees the slot, a failure re-opens, a success closes."""
+    breaker = make(clock)
+    await half_open(breaker, clock)
+    assert (await breaker.admit()).probe is True
+    await breaker.release(probe=True)
+    assert (await breaker.admit()).probe is True  # the freed slot
+    await breaker.record_failure(Boom("still down"), probe=True)
+    assert breaker.state is CircuitState.OPEN
+    await clock.advance(60)
+    assert (await breaker.admit()).probe is True
+    await breaker.record_success(probe=True)
+    assert (breaker.state, breaker.failure_count) == (CircuitState.CLOSED, 0)
+
+
+async def test_an_outcome_reported_as_no_probe_counts_while_closed(clock: FakeClock) -> None:
+    """probe=False changes nothing only in half-open: while closed its failures count and success resets."""
+    breaker = make(clock)
+    for _ in range(2):
+        await breaker.record_failure(Boom("down"), probe=False)
+    assert breaker.failure_count == 2
+    await breaker.record_success(probe=False)
+    assert breaker.failure_count == 0
+    for _ in range(3):
+        await breaker.record_failure(None, probe=False)
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_a_slow_call_admitted_while_closed_does_not_close_a_half_open_breaker(clock: FakeClock) -> None:
+    """call() knows its admission: a call started while closed that succeeds during half-open is no probe."""
+    breaker = make(clock)
+    finish = asyncio.Event()
+
+    async def slow() -> str:
+        await finish.wait()
+        return "late"
+
+    late = asyncio.ensure_future(breaker.call(slow))
+    await asyncio.sleep(0)
+    await half_open(breaker, clock)
+    assert (await breaker.admit()).probe is True
+    finish.set()
+    assert await late == "late"
+    assert (breaker.state, breaker.failure_count) == (CircuitState.HALF_OPEN, 3)
+    assert await breaker.allow() is not None  # the probe still holds the only slot
+
+
+# -- bookkeeping never changes a call's outcome ------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class FailingWrites:
+    """A shared store (async only) that reads fine and fails every write while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryBreakerStore()
+        self.failing = False
+
+    async def load(self, name: str) -> BreakerState:
+        return self.inner.peek(name)
+
+    async def apply(self, name: str, fn: Callable[[BreakerState], tuple[BreakerState, T]]) -> T:
+        if self.failing:
+            raise StoreError(f"could not write circuit breaker {name!r}: connection reset")
+        return self.inner.apply_now(name, fn)
+
+
+async def test_a_store_failing_to_record_the_outcome_leaves_the_calls_result_and_exception(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """call(): recording fails with StoreError; the result is returned, Boom raised, each failure logged."""
+    store = FailingWrites()
+    breaker = make(clock, store=store, window=60)  # failure-rate mode: every outcome is written
+    store.failing = True
+    with caplog.at_level("ERROR", logger="multiagents.breaker"):
+        assert await breaker.call(ok) == "ok"
+        with pytest.raises(Boom):
+            await breaker.call(fail)
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [StoreError, StoreError]
+    store.failing = False
+    assert await breaker.call(ok) == "ok"
+    assert (await breaker.snapshot())["calls"] == 1
+
+
+async def test_the_primitives_still_raise_a_store_failure_to_their_caller(clock: FakeClock) -> None:
+    """record_success/record_failure/release raise StoreError: their caller decides what it means."""
+    store = FailingWrites()
+    breaker = make(clock, store=store, window=60)
+    store.failing = True
+    with pytest.raises(StoreError):
+        await breaker.record_success()
+    with pytest.raises(StoreError):
+        await breaker.record_failure(Boom("down"))
+    with pytest.raises(StoreError):
+        await breaker.release(probe=True)
+
+
+# -- what @breaker guards ---------------------------------------------------------------------------
+
+
+async def test_a_sync_guarded_function_returning_a_coroutine_counts_nothing(clock: FakeClock) -> None:
+    """A sync function handing back a coroutine: DefinitionError, the coroutine closed, no failure counted,
+    and a probe's slot given back."""
+    made: list[Any] = []
+
+    async def work() -> str:
+        return "never run"
+
+    breaker = make(clock, failure_threshold=1)
+
+    @breaker
+    def wrong() -> Any:
+        made.append(work())
+        return made[-1]
+
+    for _ in range(2):
+        with pytest.raises(DefinitionError, match="returned an awaitable"):
+            wrong()
+    assert [inspect.getcoroutinestate(c) for c in made] == [inspect.CORO_CLOSED] * 2
+    assert (breaker.state, breaker.failure_count) == (CircuitState.CLOSED, 0)
+
+
+async def test_a_sync_guarded_probe_returning_a_coroutine_frees_its_slot(clock: FakeClock) -> None:
+    """The probe of a half-open breaker whose sync function returns an awaitable leaves the slot free."""
+    breaker = make(clock, failure_threshold=1)
+
+    @breaker
+    def flaky(fail_now: bool) -> Any:
+        if fail_now:
+            raise Boom("down")
+        return asyncio.sleep(0)
+
+    with pytest.raises(Boom):
+        flaky(True)
+    await clock.advance(60)
+    with pytest.raises(DefinitionError):
+        flaky(False)
+    assert (breaker.state, breaker.failure_count) == (CircuitState.HALF_OPEN, 1)
+    assert (await breaker.admit()).probe is True  # the slot is free again
+
+
+async def test_a_sync_callable_object_stays_sync_and_an_async_one_becomes_async(clock: FakeClock) -> None:
+    """@breaker on objects: a sync __call__ is guarded as sync, an async __call__ as a coroutine function."""
+
+    class Sync:
+        def __call__(self, x: int) -> int:
+            return x + 1
+
+    class Async:
+        async def __call__(self, x: int) -> int:
+            return x + 2
+
+    breaker = make(clock)
+    sync_guarded: Any = breaker(Sync())
+    async_guarded: Any = breaker(Async())
+    assert not inspect.iscoroutinefunction(sync_guarded) and sync_guarded(1) == 2
+    assert inspect.iscoroutinefunction(async_guarded) and await async_guarded(1) == 3
+
+
+@pytest.mark.parametrize(
+    ("wait", "shown"), [(3600, "3600s"), (1.5, "1.5s"), (0.01, "0.01s"), (59.5, "59.5s")]
+)
+async def test_a_refusal_message_shows_the_wait_readably(clock: FakeClock, wait: float, shown: str) -> None:
+    """The refusal's message says "retry in 3600s", never "3.6e+03s"."""
+    breaker = make(clock, failure_threshold=1, recovery_timeout=wait)
+    with pytest.raises(Boom):
+        await breaker.call(fail)
+    with pytest.raises(CircuitBreakerOpenError) as caught:
+        await breaker.call(ok)
+    assert str(caught.value).endswith(f"retry in {shown}")
+
+
 # -- the seed's usage ----------------------------------------------------------------------------
 
 
@@ -763,6 +981,31 @@ def test_invariants_hold_under_any_event_sequence(config: CircuitBreakerConfig, 
         if event is not Event.ACQUIRE:
             assert decision.retry_after is None
         assert BreakerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    configs,
+    st.lists(st.tuples(events, st.sampled_from([0.0, 0.5, 3.0, 30.0, 61.0])), max_size=40),
+    st.sampled_from([Event.LATE_SUCCESS, Event.LATE_FAILURE, Event.LATE_RELEASE]),
+)
+def test_late_outcomes_change_only_a_closed_breaker_and_as_their_plain_events_do(
+    config: CircuitBreakerConfig, steps: list[Any], late: Event
+) -> None:
+    """Wherever a sequence leads, a LATE_* outcome leaves an open or half-open state as it is, and on a
+    closed one does exactly what SUCCESS, FAILURE or RELEASE does."""
+    plain = {Event.LATE_SUCCESS: Event.SUCCESS, Event.LATE_FAILURE: Event.FAILURE}.get(late, Event.RELEASE)
+    assert plain.as_late() is late and late.late and not plain.late
+    state, now = BreakerState(), NOW
+    for event, dt in steps:
+        now += dt
+        state, _ = transition(state, event, config, now)
+        after, decision = transition(state, late, config, now)
+        assert decision.retry_after is None
+        if state.state is CircuitState.CLOSED:
+            assert after == transition(state, plain, config, now)[0]
+        else:
+            assert after is state
 
 
 @settings(deadline=None, max_examples=300)

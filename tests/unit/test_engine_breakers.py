@@ -71,3 +71,31 @@ async def test_unconfigured_breaker_name_gets_defaults(make_runtime, clock):
     assert status["state"] == SagaState.COMPLETED
     assert snapshot["state"] == CircuitState.CLOSED
     assert rt.breakers.get("somewhere").failure_threshold == 5
+
+
+async def test_the_engine_tells_the_worker_side_which_attempt_is_the_probe(make_runtime, clock: FakeClock):
+    """Commands let through a half-open breaker carry probe=True; those let through a closed one, False."""
+    seen: list[bool | None] = []
+
+    @worker("svc_call")
+    async def svc_call(ctx: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    wf = WorkflowBuilder("w").add_step("s", svc_call, circuit_breaker="svc").build()
+    breaker = CircuitBreaker("svc", failure_threshold=1, recovery_timeout=10)
+    rt = make_runtime(workflows=[wf], breakers=[breaker])
+    original = rt.bus.send_commands
+
+    async def spy(commands):  # type: ignore[no-untyped-def]
+        seen.extend(c.probe for c in commands)
+        await original(commands)
+
+    rt.bus.send_commands = spy  # type: ignore[method-assign]
+    async with rt:
+        await clock.run_until(rt.run("w", {}))
+        await breaker.record_failure(ConnectionError("down"))
+        await clock.advance(10)
+        status = await clock.run_until(rt.run("w", {}))
+    assert status["state"] == SagaState.COMPLETED
+    assert seen == [False, True]
+    assert breaker.state == CircuitState.CLOSED

@@ -448,3 +448,80 @@ async def test_seed_retry_on_failure_default_matches_the_seeds_list(clock: FakeC
     with pytest.raises(RateLimitError):
         await clock.run_until(call(RateLimitError("Rate limit exceeded", retry_after=120)))
     assert calls == ["RateLimitError"]
+
+
+# -- StopIteration and listeners ---------------------------------------------------------------
+
+
+async def test_retrying_block_raises_a_stop_async_iteration_as_a_chained_runtime_error(
+    clock: FakeClock,
+) -> None:
+    """A block raising StopAsyncIteration does not end `async for` as a success: RuntimeError from it."""
+    attempts = 0
+
+    async def empty() -> Any:
+        return
+        yield
+
+    with pytest.raises(RuntimeError, match="StopAsyncIteration") as caught:
+        async for attempt in retrying(NO_JITTER, clock=clock):
+            with attempt:
+                attempts += 1
+                await anext(empty())
+    assert isinstance(caught.value.__cause__, StopAsyncIteration)
+    assert attempts == 1  # unexpected: not retried
+
+
+def test_sync_retrying_block_raises_a_stop_iteration_as_a_chained_runtime_error() -> None:
+    """A block raising StopIteration does not end a plain `for` as a success: RuntimeError from it."""
+    attempts = 0
+    with pytest.raises(RuntimeError, match="StopIteration") as caught:
+        for attempt in retrying(NO_JITTER, clock=SyncClock()):
+            with attempt:
+                attempts += 1
+                next(iter([]))
+    assert isinstance(caught.value.__cause__, StopIteration)
+    assert attempts == 1
+
+
+async def test_a_retried_stop_async_iteration_is_retried_then_raised_unchanged(clock: FakeClock) -> None:
+    """With StopAsyncIteration in retry_on the decorator retries it and, exhausted, raises the last one."""
+    calls = 0
+    policy = RetryPolicy(max_attempts=3, initial_interval=1, jitter=0, retry_on=(StopAsyncIteration,))
+
+    @retry(policy, clock=clock)
+    async def first() -> Any:
+        nonlocal calls
+        calls += 1
+        raise StopAsyncIteration(calls)
+
+    with pytest.raises(StopAsyncIteration) as caught:
+        await clock.run_until(first())
+    assert (calls, caught.value.args) == (3, (3,))
+
+
+async def test_a_raising_on_retry_is_logged_and_the_retries_go_on(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_retry raising KeyError on each retry: logged with its traceback, the call succeeds on try 3."""
+    told: list[int] = []
+
+    def listener(event: RetryEvent) -> None:
+        told.append(event.attempt)
+        raise KeyError("dashboard field missing")
+
+    calls = 0
+
+    @retry(NO_JITTER, clock=clock, on_retry=listener)
+    async def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("down")
+        return "ok"
+
+    with caplog.at_level("ERROR", logger="multiagents.retry"):
+        assert await clock.run_until(fetch()) == "ok"
+    assert told == [1, 2]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all(r.exc_info and r.exc_info[0] is KeyError for r in errors)

@@ -1,11 +1,16 @@
 """The circuit breaker object: guards calls with the decisions of :mod:`multiagents.resilience.transitions`.
 
 Callers either wrap the call (``await breaker.call(fn, ...)``, ``@breaker``) or, when admitting and running
-happen in different places (the engine admits, a worker runs), use the primitives: ``allow()`` before the
-call, then exactly one of ``record_success``, ``record_failure`` or ``release`` (the call was cancelled).
+happen in different places (the engine admits, a worker runs), use the primitives: ``admit()`` (or
+``allow()``) before the call, then exactly one of ``record_success``, ``record_failure`` or ``release`` (the
+call was cancelled). Pass the admission's ``Decision.probe`` on as the outcome's ``probe=``: only probes
+decide a half-open breaker, and an outcome reported without it (``probe=None``) is taken for a probe's
+whenever the breaker is half-open, so a slow call admitted while closed could re-open or close it.
 
-Sync functions can be guarded (``@breaker`` keeps them sync) only with the in-memory store; a store that
-fails raises :class:`~multiagents.errors.StoreError` from ``call``/``allow`` rather than guessing.
+Sync functions can be guarded (``@breaker`` keeps them sync) only with the in-memory store. A store that
+fails when a call asks to go raises :class:`~multiagents.errors.StoreError` from ``call``/``admit``/``allow``
+rather than guessing; one that fails when ``call`` records the outcome is logged with the traceback, and the
+call's own result or exception stands (the primitives raise it: their caller decides).
 
 Each state change an operation of this object makes goes to its ``on_transition`` callback and into
 ``breaker.transitions`` (the last few, also in ``snapshot()``); see
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
@@ -29,6 +35,7 @@ from multiagents.clock import Clock, SystemClock
 from multiagents.errors import CircuitBreakerOpenError, DefinitionError
 from multiagents.policy import Duration
 from multiagents.resilience.notifications import BreakerTransition, TransitionHook, TransitionLog, check_hook
+from multiagents.resilience.retry import is_async_callable
 from multiagents.resilience.stores import BreakerStore, MemoryBreakerStore
 from multiagents.resilience.transitions import (
     ADMIT,
@@ -43,6 +50,8 @@ from multiagents.resilience.transitions import (
 )
 
 __all__ = ["CircuitBreaker"]
+
+log = logging.getLogger("multiagents.breaker")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -215,17 +224,29 @@ class CircuitBreaker:
             return decision  # refused without writing
         return await self._step(Event.ACQUIRE)
 
-    async def allow(self) -> float | None:
-        """None if a call may go now (in half-open it takes a probe slot), else seconds until it may."""
+    async def admit(self) -> Decision:
+        """Whether a call may go now: ``retry_after`` is None if it may, else the seconds until it may.
+
+        ``probe`` is True when the call took a half-open probe slot; report the call's outcome with it
+        (``record_success(probe=...)``, ``record_failure(probe=...)``, ``release(probe=...)``) so that only
+        probes decide a half-open breaker.
+        """
         decision = await self._acquire()
         if decision.retry_after is None and self._memory is None:
             self._admitted += 1
-        return decision.retry_after
+        return decision
 
-    async def _refresh(self) -> None:
+    async def allow(self) -> float | None:
+        """None if a call may go now (in half-open it takes a probe slot), else seconds until it may.
+
+        ``admit()`` also tells whether the call is a probe, which its outcome should be reported with.
+        """
+        return (await self.admit()).retry_after
+
+    async def _refresh(self, *, load: bool = True) -> None:
         """Before deciding on an outcome reported without its admission, make the state last seen fresh.
 
-        A call admitted by this object's ``allow()`` is decided on the state that admission read (or a
+        A call admitted by this object's ``admit()`` is decided on the state that admission read (or a
         later one). An outcome that no admission here accounts for (this process only records, another
         admits) reads the store first: its cached state may be arbitrarily old.
         """
@@ -233,65 +254,101 @@ class CircuitBreaker:
             return
         if self._admitted > 0:
             self._admitted -= 1
-        else:
+        elif load:
             self._cached = await self._store.load(self.name)
 
-    def _success_event(self, duration: float) -> Event | None:
+    def _success_event(self, duration: float, probe: bool | None) -> Event | None:
         """The event a success amounts to; None when it changes nothing that is known."""
         slow = self.config.slow_call_seconds
         if slow is not None and duration > slow:
-            return Event.FAILURE
-        known = self._known()
-        if (
-            self.config.window_seconds is None
-            and known.state is CircuitState.CLOSED
-            and known.failure_count == 0
-        ):
-            return None
-        return Event.SUCCESS
+            event = Event.FAILURE
+        else:
+            known = self._known()
+            if (
+                self.config.window_seconds is None
+                and known.state is CircuitState.CLOSED
+                and known.failure_count == 0
+            ):
+                return None
+            event = Event.SUCCESS
+        return event.as_late() if probe is False else event
 
     def _failure_event(self, exc: BaseException | None, probe: bool | None) -> Event | None:
         if exc is None or isinstance(exc, self.config.expected_exception):
-            return Event.FAILURE
+            return Event.LATE_FAILURE if probe is False else Event.FAILURE
         if probe is None:  # the outcome arrives without the admission: infer from the state last seen
             probe = self._known().state is CircuitState.HALF_OPEN
         return Event.RELEASE if probe else None
 
-    async def record_success(self, duration: float = 0.0) -> None:
-        """Report a call that returned; ``duration`` (seconds) matters with ``slow_call_threshold``."""
-        await self._refresh()
-        event = self._success_event(duration)
-        if event is not None:
-            await self._step(event)
+    async def record_success(self, duration: float = 0.0, *, probe: bool | None = None) -> None:
+        """Report a call that returned; ``duration`` (seconds) matters with ``slow_call_threshold``.
 
-    async def record_failure(self, exc: BaseException | None, duration: float = 0.0) -> None:
-        """Report a call that raised ``exc`` (None: failed without an exception); others do not count."""
-        await self._refresh()
-        event = self._failure_event(exc, None)
-        if event is not None:
-            await self._step(event)
-
-    async def release(self) -> None:
-        """Report a call that ended without a verdict (cancelled, say): free its probe slot, count nothing.
-
-        For a call admitted by ``allow()`` that will never report success or failure, so that a half-open
-        breaker does not wait out ``recovery_timeout`` for it. Whether the call held a probe slot is
-        inferred from the state last seen, as for an uncounted exception; outside half-open nothing changes.
+        ``probe`` is the admission's ``Decision.probe``; None (not known) takes the call for a probe
+        whenever the breaker is half-open.
         """
         await self._refresh()
-        if self._known().state is CircuitState.HALF_OPEN:
+        event = self._success_event(duration, probe)
+        if event is not None:
+            await self._step(event)
+
+    async def record_failure(
+        self, exc: BaseException | None, duration: float = 0.0, *, probe: bool | None = None
+    ) -> None:
+        """Report a call that raised ``exc`` (None: failed without an exception); others do not count.
+
+        ``probe`` as for ``record_success``; an uncounted exception of a probe frees its slot.
+        """
+        await self._refresh()
+        event = self._failure_event(exc, probe)
+        if event is not None:
+            await self._step(event)
+
+    async def release(self, *, probe: bool | None = None) -> None:
+        """Report a call that ended without a verdict (cancelled, say): free its probe slot, count nothing.
+
+        For a call admitted by ``admit()`` that will never report success or failure, so that a half-open
+        breaker does not wait out ``recovery_timeout`` for it. ``probe`` is the admission's
+        ``Decision.probe``: False changes nothing (the call held no slot); None infers it from the state
+        last seen, as for an uncounted exception. Outside half-open nothing changes.
+        """
+        if probe is False:
+            await self._refresh(load=False)
+            return
+        await self._refresh()
+        if probe or self._known().state is CircuitState.HALF_OPEN:
             await self._step(Event.RELEASE)
 
     def _refusal(self, retry_after: float) -> CircuitBreakerOpenError:
         return CircuitBreakerOpenError(
-            f"circuit breaker {self.name!r} is {self.state.value}; retry in {retry_after:.3g}s",
+            f"circuit breaker {self.name!r} is {self.state.value}; retry in {_seconds(retry_after)}",
             breaker=self.name,
             retry_after=retry_after,
         )
 
+    async def _record(self, event: Event | None) -> None:
+        """Record a guarded call's outcome; a store failing here must not replace the call's own result."""
+        if event is None:
+            return
+        try:
+            await self._step(event)
+        except Exception:  # any store's error: the call itself is over and its outcome stands
+            log.exception("circuit breaker %r: could not record a call's outcome (%s)", self.name, event)
+
+    def _record_now(self, memory: MemoryBreakerStore, event: Event | None) -> None:
+        if event is None:
+            return
+        try:
+            self._step_now(memory, event)
+        except Exception:  # as in _record
+            log.exception("circuit breaker %r: could not record a call's outcome (%s)", self.name, event)
+
     # -- guarding calls -----------------------------------------------------------------------------
     async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn`` (sync or async) unless the breaker refuses; exceptions propagate unchanged."""
+        """Call ``fn`` (sync or async) unless the breaker refuses; exceptions propagate unchanged.
+
+        The outcome is recorded as the probe's or not, as the admission decided; a store failing to record
+        it is logged, and ``fn``'s result or exception stands.
+        """
         decision = await self._acquire()
         if decision.retry_after is not None:
             raise self._refusal(decision.retry_after)
@@ -302,17 +359,13 @@ class CircuitBreaker:
             if inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
-            event = self._failure_event(exc, decision.probe)
-            if event is not None:
-                await self._step(event)
+            await self._record(self._failure_event(exc, decision.probe))
             raise
         if self._quiet_success and self._memory is not None:
             known = self._memory.peek(self.name)
             if known.state is CircuitState.CLOSED and known.failure_count == 0:
                 return result  # the hot path: nothing to record
-        success = self._success_event(self._clock.now() - started if timed else 0.0)
-        if success is not None:
-            await self._step(success)
+        await self._record(self._success_event(self._clock.now() - started if timed else 0.0, decision.probe))
         return result
 
     def _sync_store(self) -> MemoryBreakerStore:
@@ -333,19 +386,20 @@ class CircuitBreaker:
         started = self._clock.now()
         try:
             result = fn(*args, **kwargs)
-            if inspect.isawaitable(result):
-                raise DefinitionError(
-                    f"circuit breaker {self.name!r} guards {fn!r} as a sync function but it returned an "
-                    "awaitable; decorate the async function itself"
-                )
         except BaseException as exc:
-            event = self._failure_event(exc, decision.probe)
-            if event is not None:
-                self._step_now(memory, event)
+            self._record_now(memory, self._failure_event(exc, decision.probe))
             raise
-        success = self._success_event(self._clock.now() - started)
-        if success is not None:
-            self._step_now(memory, success)
+        if inspect.isawaitable(result):
+            # A mistake in the code, not a failure of the service: count nothing, free a probe slot.
+            self._record_now(memory, Event.RELEASE if decision.probe else None)
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()  # never awaited: close it so that it does not warn later
+            raise DefinitionError(
+                f"circuit breaker {self.name!r} guards {fn!r} as a sync function but it returned an "
+                "awaitable; decorate the async function itself"
+            )
+        self._record_now(memory, self._success_event(self._clock.now() - started, decision.probe))
         return result
 
     @overload
@@ -355,8 +409,11 @@ class CircuitBreaker:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a function so that every call goes through the breaker; sync stays sync."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function so that every call goes through the breaker; sync stays sync.
+
+        An object whose ``__call__`` is a coroutine function is guarded as async, as ``@retry`` does.
+        """
+        if is_async_callable(fn):
 
             @functools.wraps(fn)
             async def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -392,3 +449,11 @@ class CircuitBreaker:
             "window": self.config.window_seconds,
             "transitions": [change.to_dict() for change in self._log.recent()],
         }
+
+
+def _seconds(value: float) -> str:
+    """A wait for a message: "3600s", "1.5s", "0.01s" (never "3.6e+03s")."""
+    text = f"{value:.3g}"
+    if "e" in text:
+        text = f"{value:.0f}" if value >= 1 else f"{value:.3f}"
+    return f"{text}s"

@@ -4,9 +4,13 @@ Each breaker is one JSON document under ``multiagents:breaker:<name>`` (the pref
 holding a :class:`~multiagents.resilience.transitions.BreakerState` and its ``version``. ``apply`` computes
 the transition in Python and writes it with a small Lua compare-and-set: the new document is stored only
 if the version is still the one the transition started from; otherwise the script answers with the
-current document, the transition is computed again on it, and the write retried (a bounded number of
-times, then :class:`~multiagents.errors.ConcurrencyConflict`). So two processes can never both take the
-last half-open probe slot, and no failure is lost to a concurrent writer.
+current document, the transition is computed again on it, and the write retried after a short random
+pause that doubles with each lost round (full jitter, from ``backoff`` up to ``max_backoff`` seconds of
+real time: contention on a server is real, not a clock's), up to ``max_tries`` rounds, then
+:class:`~multiagents.errors.ConcurrencyConflict`. So two processes can never both take the last half-open
+probe slot, and no failure is lost to a concurrent writer. A transition that changes nothing on the
+remembered state (see below) is computed again on a fresh read before ``apply`` believes it: the
+remembered state may be old, and the outcome may count on the current one.
 
 Round trips. A breaker adds at most one round trip to a call on the hot path (closed, call succeeds):
 
@@ -16,7 +20,7 @@ Round trips. A breaker adds at most one round trip to a call on the hot path (cl
 - Only state changes write: a failure, opening, a probe, a probe's outcome, and every outcome in
   failure-rate mode (its window is shared, so a success is a change there). A write is one ``EVALSHA``:
   the store remembers the last state it read or wrote for each name and compares-and-sets against that,
-  reading again only when the script reports a conflict.
+  reading again only when the script reports a conflict, or when the remembered state calls for no write.
 - An outcome reported to a breaker object that did not admit the call itself (a worker process whose
   orchestrator runs elsewhere calls only ``record_success``/``record_failure``) reads the state first,
   since what that object last saw may be old: one ``GET`` per success there, plus the write when the
@@ -37,11 +41,13 @@ an old cached version win a compare-and-set it should lose.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from multiagents._json import dumps, loads
-from multiagents.errors import ConcurrencyConflict, StoreError
+from multiagents.errors import ConcurrencyConflict, DefinitionError, StoreError
 from multiagents.resilience.transitions import INITIAL, BreakerState
 
 try:
@@ -73,19 +79,35 @@ return {1}
 
 
 class RedisBreakerStore:
-    """Breaker states in Redis. Give a ``redis.asyncio.Redis`` client (not closed here) or a URL."""
+    """Breaker states in Redis. Give a ``redis.asyncio.Redis`` client (not closed here) or a URL.
+
+    ``max_tries``, ``backoff`` and ``max_backoff`` bound the compare-and-set rounds lost to concurrent
+    writers and the pauses between them (see the module docstring); ``rng`` draws the pauses.
+    """
 
     def __init__(
         self,
         redis: aioredis.Redis | str = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = KEY_PREFIX,
-        max_tries: int = 16,
+        max_tries: int = 64,
+        backoff: float = 0.001,
+        max_backoff: float = 0.05,
+        rng: random.Random | None = None,
     ) -> None:
+        if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
+            raise DefinitionError(f"RedisBreakerStore max_tries must be an int >= 1, got {max_tries!r}")
+        if not 0 <= backoff <= max_backoff:
+            raise DefinitionError(
+                f"RedisBreakerStore needs 0 <= backoff <= max_backoff, got {backoff!r} and {max_backoff!r}"
+            )
         self._owned = isinstance(redis, str)
         self._client: Any = aioredis.from_url(redis) if isinstance(redis, str) else redis
         self._prefix = prefix
         self._max_tries = max_tries
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._rng = rng if rng is not None else random.Random()
         self._cas = self._client.register_script(_COMPARE_AND_SET)
         self._seen: dict[str, BreakerState] = {}
 
@@ -102,12 +124,19 @@ class RedisBreakerStore:
 
     async def apply(self, name: str, fn: Callable[[BreakerState], tuple[BreakerState, T]]) -> T:
         state = self._seen.get(name)
+        fresh = state is None  # read from the server during this apply, not remembered from before
         if state is None:
             state = await self.load(name)
-        for _ in range(self._max_tries):
+        for lost in range(self._max_tries):
             new, result = fn(state)
             if new is state or new == state:
-                return result
+                if fresh:
+                    return result
+                # Nothing to write on a remembered state proves nothing: it may have moved on.
+                state, fresh = await self.load(name), True
+                new, result = fn(state)
+                if new is state or new == state:
+                    return result
             new = BreakerState(
                 new.state,
                 new.failure_count,
@@ -125,6 +154,8 @@ class RedisBreakerStore:
                 self._seen[name] = new
                 return result
             state = self._seen[name] = _decode(name, reply[1])
+            fresh = True
+            await asyncio.sleep(self._rng.uniform(0, min(self._max_backoff, self._backoff * 2**lost)))
         raise ConcurrencyConflict(
             f"circuit breaker {name!r}: {self._max_tries} concurrent writers in a row won the compare-and-set"
         )

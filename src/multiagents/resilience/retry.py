@@ -6,7 +6,7 @@ worker (or anywhere else). Both take the same :class:`~multiagents.policy.RetryP
 ``compute_backoff(policy, attempt, rng, retry_after)`` seconds — never less than the exception's own
 ``retry_after``. When the answer is no, the last exception is raised unchanged.
 
-Three spellings, one engine (:class:`Retrying`)::
+Three spellings, which decide and wait alike::
 
     @retry(RetryPolicy(max_attempts=5))          # async or sync functions
     async def fetch(url): ...
@@ -110,7 +110,12 @@ class _Engine:
                 delay,
             )
             if self.on_retry is not None:
-                self.on_retry(RetryEvent(self.name, attempt, delay, info, exc))
+                try:
+                    self.on_retry(RetryEvent(self.name, attempt, delay, info, exc))
+                except Exception:  # a listener's bug must not end the retries it listens to
+                    log.exception(
+                        "%s: on_retry raised after attempt %d", self.name or "retried block", attempt
+                    )
             return delay
         # should_retry with attempt 0 asks only whether this kind of error is retried at all.
         kind_retried = self.accepts(exc) if self.accepts is not None else self.policy.should_retry(info, 0)
@@ -162,14 +167,21 @@ class _Attempts:
         self._current: Attempt | None = None
 
     def _delay(self) -> float | None:
-        """Seconds before the next attempt, or None when the last one succeeded; raises on giving up."""
+        """Seconds before the next attempt, or None when the last one succeeded; raises on giving up.
+
+        Raised from ``__next__``/``__anext__``, a StopIteration or StopAsyncIteration would end the loop
+        as if the block had succeeded, so the block's own is raised as a RuntimeError chained to it.
+        """
         current = self._current
         if current is None:
             return 0.0
         exc, current._exception = current._exception, None
         if exc is None:
             return None
-        return self._engine.delay_after(exc, current.number)
+        try:
+            return self._engine.delay_after(exc, current.number)
+        except (StopIteration, StopAsyncIteration) as stop:
+            raise RuntimeError(f"the retried block raised {type(stop).__name__}") from stop
 
     def _advance(self) -> Attempt:
         self._current = Attempt(1 if self._current is None else self._current.number + 1)
@@ -204,7 +216,9 @@ class Retrying:
     """The attempts of a retried block: ``async for`` (waits on the clock) or plain ``for`` (blocks).
 
     The loop ends after an attempt that raised nothing; when the policy says no more, the last
-    exception is raised from the loop. Each ``for`` over the same object starts again at attempt 1.
+    exception is raised from the loop — except a StopIteration or StopAsyncIteration, which would end
+    the loop silently there and is raised as a ``RuntimeError`` chained to it (``__cause__``); the
+    decorators raise those unchanged. Each ``for`` over the same object starts again at attempt 1.
     """
 
     def __init__(self, engine: _Engine) -> None:
@@ -252,31 +266,41 @@ def retrying(
     return Retrying(_engine(policy, clock, rng, on_retry))
 
 
-def _is_async(func: Callable[..., Any]) -> bool:
-    # A callable object whose __call__ is a coroutine function counts, as it does for inspect.
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` is called as async: a coroutine function, or an object whose ``__call__`` is one."""
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
 
 
 def _decorate(make_engine: Callable[[str], _Engine]) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         engine = make_engine(getattr(func, "__qualname__", repr(func)))
-        if _is_async(func):
+        # Plain loops rather than Retrying: delay_after raises the exception that ends the retries, and
+        # raised inside an iterator's __next__ a StopIteration from ``func`` would end the loop instead.
+        if is_async_callable(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                async for attempt in Retrying(engine):
-                    with attempt:
+                attempt = 1
+                while True:
+                    try:
                         return await cast(Awaitable[Any], func(*args, **kwargs))
-                raise AssertionError("unreachable: the loop returns or raises")
+                    except Exception as exc:
+                        delay = engine.delay_after(exc, attempt)
+                    await engine.clock.sleep(delay)
+                    attempt += 1
 
             return cast(Callable[P, R], async_wrapper)
 
         @functools.wraps(func)
         def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            for attempt in Retrying(engine):
-                with attempt:
+            attempt = 1
+            while True:
+                try:
                     return func(*args, **kwargs)
-            raise AssertionError("unreachable: the loop returns or raises")
+                except Exception as exc:
+                    delay = engine.delay_after(exc, attempt)
+                engine.sleep_sync(delay)
+                attempt += 1
 
         return sync_wrapper
 

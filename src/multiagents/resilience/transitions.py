@@ -16,6 +16,12 @@ that ends with an exception the breaker does not count, or is cancelled, frees i
 reports (its process died) holds its slot for at most ``recovery_timeout``, so a breaker cannot stay
 half-open forever; the price is that a probe slower than that may see a second probe start beside it.
 
+Only probes decide a half-open breaker. The outcome of a call admitted while the breaker was closed (a
+``LATE_*`` event, when the caller knows the call was no probe) counts only if the breaker is closed when it
+arrives: a slow call let through before the breaker opened neither re-opens, nor closes, nor frees a probe
+slot of a half-open breaker. An outcome whose caller does not know whether it was a probe (``SUCCESS``,
+``FAILURE``, ``RELEASE``) is taken for a probe's while the breaker is half-open.
+
 Counted failures are exceptions that are instances of ``expected_exception``, and successes slower than
 ``slow_call_threshold``. Other exceptions pass through unchanged and do not count. Outcomes that arrive
 while the breaker is open (calls let through before it opened) change nothing.
@@ -61,9 +67,31 @@ class Event(StrEnum):
     """What happened to a breaker; the input of :func:`transition`."""
 
     ACQUIRE = "acquire"  # a call asks to go
+    # Outcomes of probes, or of calls not known to be otherwise:
     SUCCESS = "success"  # a call succeeded (and was not slow)
     FAILURE = "failure"  # a counted failure: an expected exception, or a slow success
     RELEASE = "release"  # a probe ended without a verdict: an uncounted exception, or cancelled
+    # Outcomes of calls known to be no probe (admitted while closed); they count only while closed:
+    LATE_SUCCESS = "late_success"
+    LATE_FAILURE = "late_failure"
+    LATE_RELEASE = "late_release"  # changes nothing: such a call holds no slot
+
+    @property
+    def late(self) -> bool:
+        """Whether this is the outcome of a call known to be no probe."""
+        return self in _LATE
+
+    def as_late(self) -> Event:
+        """The same outcome, of a call known to be no probe."""
+        return _AS_LATE.get(self, self)
+
+
+_LATE = frozenset({Event.LATE_SUCCESS, Event.LATE_FAILURE, Event.LATE_RELEASE})
+_AS_LATE = {
+    Event.SUCCESS: Event.LATE_SUCCESS,
+    Event.FAILURE: Event.LATE_FAILURE,
+    Event.RELEASE: Event.LATE_RELEASE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +214,8 @@ def transition(
     if event is Event.ACQUIRE:
         return _acquire(state, config, now)
     if state.state is CircuitState.HALF_OPEN:
+        if event.late:
+            return state, ADMIT  # a call let through before the breaker opened: only probes decide
         if event is Event.SUCCESS:
             return BreakerState(version=state.version), ADMIT
         if event is Event.FAILURE:
@@ -193,9 +223,9 @@ def transition(
         if state.half_open_in_flight == 0:
             return state, ADMIT
         return replace(state, half_open_in_flight=state.half_open_in_flight - 1), ADMIT
-    if state.state is CircuitState.OPEN or event is Event.RELEASE:
+    if state.state is CircuitState.OPEN or event in (Event.RELEASE, Event.LATE_RELEASE):
         return state, ADMIT  # a late outcome of a call let through before the breaker opened
-    failed = event is Event.FAILURE
+    failed = event in (Event.FAILURE, Event.LATE_FAILURE)
     count = state.failure_count + 1 if failed else 0
     if config.window_seconds is None:
         if count >= config.failure_threshold:
