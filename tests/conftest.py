@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,8 +27,3 @@ def make_runtime(clock: FakeClock) -> Callable[..., Runtime]:
         return Runtime(**kwargs)
 
     return make
-
-
-@pytest.fixture
-async def anyio_backend() -> AsyncIterator[str]:
-    yield "asyncio"
