@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from multiagents.clock import Clock
 from multiagents.errors import DefinitionError, StepTimeoutError, ValidationError, classify
 from multiagents.messages import DEFAULT_MAX_PAYLOAD, Command, Kind, Result, check_json, loads
 from multiagents.policy import Duration, RetryPolicy, seconds
+from multiagents.resilience.retry import is_async_callable
 from multiagents.tracking import redact
 
 __all__ = ["StepInfo", "Worker", "step_info", "worker"]
@@ -119,7 +119,7 @@ class Worker:
         self.input_model = input_model
         self.output_model = output_model
         self.circuit_breaker = circuit_breaker
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+        self.is_async = is_async_callable(fn)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
